@@ -1,0 +1,21 @@
+"""Shared fixtures (loaded as plugins, one ``fix_*.py`` per concern) and hooks."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.timing import TIMEOUT_FACTOR
+
+pytest_plugins = ["tests.fix_db"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scale pytest-timeout's per-test limit by the suite's one TIMEOUT_FACTOR."""
+    if TIMEOUT_FACTOR == 1 or not config.pluginmanager.hasplugin("timeout"):
+        return
+    base = float(config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        seconds = float(marker.args[0]) if marker and marker.args else base
+        if seconds > 0:
+            item.add_marker(pytest.mark.timeout(seconds * TIMEOUT_FACTOR))
