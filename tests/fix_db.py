@@ -11,7 +11,7 @@ Fixtures:
     pg_server (function)   the same object; restarts it after a test that
                            stopped it and did not start it again
     db_url (function)      URL of a new empty database, dropped after the test
-    db_tcp_url (function)  the same database over TCP 127.0.0.1
+    db_tcp_url (function)  the same database over TCP (skips if DATABASE_URL is a socket)
 """
 
 from __future__ import annotations
@@ -188,5 +188,9 @@ def db_url(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]
 
 @pytest.fixture
 def db_tcp_url(pg_server: PgServer, db_url: str) -> str:
-    """``db_url``'s database over TCP 127.0.0.1 (for pgbench, nginx tests)."""
-    return pg_server.url_for(str(conninfo_to_dict(db_url)["dbname"]), tcp=True)
+    """``db_url``'s database over TCP (127.0.0.1 when embedded), for pgbench and nginx tests."""
+    url = pg_server.url_for(str(conninfo_to_dict(db_url)["dbname"]), tcp=True)
+    host = str(conninfo_to_dict(url).get("host") or "")
+    if not host or host.startswith("/"):
+        pytest.skip("needs TCP, and DATABASE_URL connects through a Unix socket")
+    return url
