@@ -1,0 +1,168 @@
+"""System checks: `manage.py check` says what keeps the bridge from working, and how to fix it.
+
+IDs:
+    E001  no key to sign tokens with
+    E002  a BRIDGE['MODELS'] entry is not a model, or names no such channel column
+    E003  a watched model's table has no primary key
+    E004  a watched model's channel is not a valid channel name
+    E005  BRIDGE['TOKEN_MAX_AGE'] is not a duration
+    W001  a watched model's table has no triggers
+    W002  a watched model's triggers are stale (key, channel or channel column changed,
+          or the table was recreated without them)
+
+The database checks (E003, W001, W002) run against the databases Django
+passes (``check --database``, migrate, the test runner), or else the default
+one; a database that cannot be reached is skipped silently, as Django's own
+checks do, since connecting is not this app's job to report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.core import checks
+from django.db import connections
+
+from bridge import channels as channel_names
+
+from . import conf, triggers, watch
+
+
+def register() -> None:
+    checks.register(check_settings, "django_hooks")
+    checks.register(check_models, "django_hooks")
+    checks.register(check_triggers, "django_hooks")
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E001 and E005: what signing tokens needs."""
+    errors: list[checks.CheckMessage] = []
+    if not conf.secret_key():
+        errors.append(
+            checks.Error(
+                "pg-notify-bridge has no key to sign tokens with",
+                hint="set SECRET_KEY, or BRIDGE['SECRET_KEY'] (the daemon needs the same key)",
+                id="django_hooks.E001",
+            )
+        )
+    try:
+        conf.token_max_age()
+    except (TypeError, ValueError):
+        errors.append(
+            checks.Error(
+                f"BRIDGE['TOKEN_MAX_AGE'] is {conf.get('TOKEN_MAX_AGE')!r}, not a duration",
+                hint="use seconds or a duration such as '30m' or '1h'",
+                id="django_hooks.E005",
+            )
+        )
+    return errors
+
+
+def check_models(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E002 and E004: every BRIDGE['MODELS'] entry resolves to a model and a valid channel."""
+    errors: list[checks.CheckMessage] = []
+    for entry in conf.watched():
+        try:
+            target = watch.resolve(entry)
+        except watch.WatchError as exc:
+            errors.append(
+                checks.Error(
+                    str(exc),
+                    hint="BRIDGE['MODELS'] takes 'app_label.Model' keys and a channel_column"
+                    " that is a field or column of that model",
+                    id="django_hooks.E002",
+                )
+            )
+            continue
+        if not channel_names.BASE_RE.match(target.channel):
+            errors.append(
+                checks.Error(
+                    f"{target.label}'s channel {target.channel!r} is not a valid channel name",
+                    hint="set a 'channel' for it in BRIDGE['MODELS']: lower case letters,"
+                    " digits, _ and .",
+                    obj=target.model,
+                    id="django_hooks.E004",
+                )
+            )
+    return errors
+
+
+def check_triggers(
+    app_configs: Any = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E003, W001, W002: compare each watched table with what its triggers were built for."""
+    messages: list[checks.CheckMessage] = []
+    for alias in databases or ["default"]:
+        if alias not in connections or connections[alias].vendor != "postgresql":
+            continue
+        for target in _targets():
+            try:
+                state = triggers.state(target, alias)
+            except Exception:  # unreachable database: not ours to report
+                break
+            messages.extend(_compare(target, state, alias))
+    return messages
+
+
+def _targets() -> Iterable[watch.Target]:
+    for entry in conf.watched():
+        try:
+            yield watch.resolve(entry)
+        except watch.WatchError:
+            continue
+
+
+def _compare(
+    target: watch.Target, state: triggers.State, alias: str
+) -> list[checks.CheckMessage]:
+    if not state.table_exists:
+        return []  # not migrated yet; post_migrate installs the triggers
+    if not state.pk_columns:
+        return [
+            checks.Error(
+                f"table {target.db_table} of {target.label} has no primary key",
+                hint="events name rows by their primary key: add one to the table",
+                obj=target.model,
+                id="django_hooks.E003",
+            )
+        ]
+    install = f"run: python manage.py bridge_install_triggers {target.label}"
+    if alias != "default":
+        install += f" --database {alias}"
+    if not state.installed:
+        return [
+            checks.Warning(
+                f"table {target.db_table} of {target.label} has no bridge triggers"
+                f" (database {alias!r}): its changes reach nobody",
+                hint=install,
+                obj=target.model,
+                id="django_hooks.W001",
+            )
+        ]
+    stale = []
+    if state.trigger_count != 4:
+        stale.append("its triggers are missing (was the table recreated?)")
+    if state.pk_columns != state.installed_pk:
+        stale.append(
+            f"primary key is now {', '.join(state.pk_columns)},"
+            f" triggers were built for {', '.join(state.installed_pk)}"
+        )
+    if state.channel != target.channel:
+        stale.append(f"channel is {state.channel!r} in the database, {target.channel!r} here")
+    if state.channel_column != target.channel_column:
+        stale.append(
+            f"channel column is {state.channel_column!r} in the database,"
+            f" {target.channel_column!r} here"
+        )
+    if not stale:
+        return []
+    return [
+        checks.Warning(
+            f"bridge triggers of {target.db_table} ({target.label}) are stale: "
+            + "; ".join(stale),
+            hint=install,
+            obj=target.model,
+            id="django_hooks.W002",
+        )
+    ]

@@ -1,0 +1,87 @@
+"""The BRIDGE settings dict, read in one place, with its defaults.
+
+The daemon reads the same dict (``python -m bridge --django-settings``): keys
+named like its flags (``PORT``, ``TOKEN_MAX_AGE``, ``ALLOWED_ORIGINS``, ...)
+configure it, the keys below configure the Django side, and each side ignores
+the keys it does not know. So one dict describes one deployment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from bridge.config import parse_duration
+
+DEFAULTS: dict[str, Any] = {
+    # "app_label.Model": {"channel": None, "channel_column": None}, or a list of labels.
+    "MODELS": {},
+    # The daemon's port as browsers reach it; PUBLIC_PORT when a proxy moves it.
+    "PORT": 8765,
+    "PUBLIC_PORT": None,
+    # Full /v1 URL for bridge.js; None builds ws(s)://<request host>:<port>/v1.
+    "URL": None,
+    # wss:// and Secure cookies; None follows request.is_secure().
+    "SECURE": None,
+    "TOKEN_MAX_AGE": 3600,
+    # Dotted path of ``f(user, channels) -> list[str]``: the channels a user may read.
+    "CHANNELS_FOR_USER": "django_hooks.tokens.default_channels_for_user",
+    # Set the bridge_token cookie for legacy pages (middleware), for these channels
+    # (None: every watched model's channel).
+    "COOKIE": True,
+    "COOKIE_CHANNELS": None,
+    # Overrides settings.SECRET_KEY for signing (the daemon reads it too).
+    "SECRET_KEY": None,
+    # Install triggers for watched models after migrate (test databases too).
+    "INSTALL_ON_MIGRATE": True,
+}
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A model the bridge watches, and how its table's channels are named."""
+
+    label: str
+    channel: str | None = None
+    channel_column: str | None = None
+
+
+def get(name: str) -> Any:
+    """One BRIDGE setting, or its default; read at call time so override_settings works."""
+    user = getattr(settings, "BRIDGE", None) or {}
+    return user.get(name, DEFAULTS[name])
+
+
+def secret_key() -> str:
+    """The key that signs tokens: BRIDGE['SECRET_KEY'], else SECRET_KEY."""
+    return get("SECRET_KEY") or getattr(settings, "SECRET_KEY", "") or ""
+
+
+def fallback_keys() -> list[str]:
+    """Old keys that still verify (the daemon takes them from SECRET_KEY_FALLBACKS too)."""
+    return list(getattr(settings, "SECRET_KEY_FALLBACKS", []) or [])
+
+
+def token_max_age() -> float:
+    """Token lifetime in seconds; accepts the daemon's duration syntax (``1h``)."""
+    return parse_duration(get("TOKEN_MAX_AGE"))
+
+
+def public_port() -> int:
+    return int(get("PUBLIC_PORT") or get("PORT"))
+
+
+def watched() -> list[Watched]:
+    """The BRIDGE['MODELS'] entries, as given (checks.py validates them)."""
+    models = get("MODELS")
+    if isinstance(models, Mapping):
+        return [Watched(label, **_options(opts)) for label, opts in models.items()]
+    return [Watched(label) for label in models]
+
+
+def _options(opts: Any) -> dict[str, Any]:
+    opts = dict(opts or {})
+    return {"channel": opts.get("channel"), "channel_column": opts.get("channel_column")}

@@ -1,0 +1,72 @@
+"""Run the bridge daemon from the Django settings, as the original management command did.
+
+Equivalent to ``python -m bridge serve --django-settings <settings>``: the
+key, the database and the BRIDGE dict come from Django; flags given here win.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
+from psycopg.conninfo import make_conninfo
+
+from ... import conf
+
+# Options Django keeps in OPTIONS that are not libpq connection parameters.
+_NOT_LIBPQ = {"pool", "server_side_binding", "isolation_level", "assume_role", "cursor_factory",
+              "context", "prepare_threshold"}
+
+
+def database_url(alias: str) -> str:
+    """A libpq conninfo string for a Django database alias."""
+    db = connections[alias].settings_dict
+    if connections[alias].vendor != "postgresql":
+        raise CommandError(f"database {alias!r} is not PostgreSQL: the bridge needs PostgreSQL")
+    params = {"dbname": db.get("NAME"), "user": db.get("USER"), "password": db.get("PASSWORD"),
+              "host": db.get("HOST"), "port": db.get("PORT")}
+    for key, value in (db.get("OPTIONS") or {}).items():
+        if key not in _NOT_LIBPQ and isinstance(value, (str, int)):
+            params[key] = value
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v not in (None, "")})
+
+
+class Command(BaseCommand):
+    help = "Run the pg-notify-bridge daemon with this project's key, database and BRIDGE settings."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, choices=tuple(connections),
+                            help="the database to listen on (default: default)")
+        parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+        parser.add_argument("--port", help="port to listen on (default BRIDGE['PORT'] or 8765)")
+        parser.add_argument("daemon_args", nargs=argparse.REMAINDER,
+                            help="more daemon flags after --, as `python -m bridge serve` takes")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from bridge.__main__ import main
+
+        argv = self.argv(options)
+        code = main(argv)
+        if code:
+            raise CommandError(f"the bridge exited with status {code}", returncode=code)
+
+    def argv(self, options: dict[str, Any]) -> list[str]:
+        """The `python -m bridge` arguments this command stands for."""
+        argv = ["serve", "--database-url", database_url(options["database"])]
+        if conf.secret_key():
+            argv += ["--secret-key", conf.secret_key()]
+        module = getattr(settings, "SETTINGS_MODULE", None)
+        if module:
+            argv += ["--django-settings", module]
+        if options["host"]:
+            argv += ["--host", options["host"]]
+        if options["port"]:
+            argv += ["--port", str(options["port"])]
+        extra = list(options["daemon_args"] or [])
+        if extra[:1] == ["--"]:
+            extra = extra[1:]
+        return argv + extra

@@ -1,0 +1,464 @@
+/*
+ * bridge.js: the browser client of pg-notify-bridge's /v1 protocol.
+ *
+ * No dependencies, no build step. A page asks for channels and says what to
+ * refetch when they change; this file keeps that promise across dropped
+ * connections, sleeping laptops, restarted daemons and expired tokens:
+ *
+ *   var bridge = PgBridge.connect(url, {token: "...", channels: ["tasks"],
+ *                                       tokenUrl: "/bridge/token"});
+ *   bridge.refetchOn("tasks", function () { return fetch("/task-list")... },
+ *                    {minInterval: 1000});
+ *   bridge.onState(function (state) { ... });   // connecting, live, offline
+ *
+ * Why each part is here:
+ * - Each channel remembers the position of the last frame it saw and resumes
+ *   from it (`since`), so a reconnect replays what was missed, or the daemon
+ *   says `resync` and the page refetches: never a silent gap.
+ * - The first `subscribed` of a channel refetches once: a change committed
+ *   between the page render and the subscription would otherwise be lost.
+ * - Reconnects wait a random time up to a capped exponential bound ("full
+ *   jitter"), so a restarted daemon is not hit by every tab at once.
+ * - A dead TCP connection can look open for minutes: an application ping
+ *   with a deadline finds it, and so does coming back to the tab or network.
+ * - Close code 4001 means the token was refused (expired): ask the page's
+ *   token URL for a fresh one, so a tab left open for days keeps working.
+ * - refetchOn() fetches at once on the first change, runs one fetch at a
+ *   time, and folds changes within minInterval into one fetch at its end: a
+ *   busy table never costs more queries than polling did.
+ *
+ * {% bridge_client %} renders a config and loads this file with data-config;
+ * it then connects on its own and the client is PgBridge.client.
+ */
+(function (root) {
+  "use strict";
+
+  var DEFAULTS = {
+    token: null,
+    channels: [],
+    tokenUrl: null,
+    minDelay: 500,        // first reconnect waits up to this (ms)
+    maxDelay: 30000,      // the cap of the exponential bound (ms)
+    pingInterval: 25000,  // send a ping after this much silence (ms)
+    pongTimeout: 10000,   // no frame within this after a ping: the connection is dead
+    authTimeout: 10000    // no `authenticated` within this: reconnect
+  };
+
+  function now() { return Date.now(); }
+
+  function report(error) {
+    if (root.console && root.console.error) root.console.error("bridge.js:", error);
+  }
+
+  /* A grant-like match: "tasks" covers "tasks" and "tasks:owner_id=7"; "*" covers all. */
+  function covers(pattern, channel) {
+    if (pattern === "*" || pattern === channel) return true;
+    return pattern.indexOf(":") < 0 && channel.indexOf(pattern + ":") === 0;
+  }
+
+  function defaultUrl(options) {
+    var loc = root.location;
+    var secure = options.secure != null ? options.secure : loc.protocol === "https:";
+    return (secure ? "wss" : "ws") + "://" + loc.hostname + ":" + (options.port || 8765) + "/v1";
+  }
+
+  /* Leading-edge throttle with at most one call in flight; fn may return a promise. */
+  function throttle(fn, minInterval) {
+    var running = false, pending = false, timer = null, last = -Infinity;
+
+    function start() {
+      running = true;
+      pending = false;
+      last = now();
+      var result;
+      try { result = fn(); } catch (error) { report(error); }
+      Promise.resolve(result).catch(report).then(done);
+    }
+    function done() {
+      running = false;
+      if (pending) schedule();
+    }
+    function schedule() {
+      var wait = last + minInterval - now();
+      if (wait > 0) {
+        timer = setTimeout(function () { timer = null; if (pending) start(); }, wait);
+      } else {
+        start();
+      }
+    }
+    return function trigger() {
+      if (running || timer) { pending = true; return; }
+      pending = true;
+      schedule();
+    };
+  }
+
+  function Client(url, options) {
+    var opts = {};
+    var key;
+    for (key in DEFAULTS) opts[key] = DEFAULTS[key];
+    for (key in options || {}) if (options[key] !== undefined) opts[key] = options[key];
+    this.url = url || defaultUrl(opts);
+    this.options = opts;
+    this.token = opts.token;
+    this.state = "connecting";
+    this.positions = {};      // channel -> last position seen
+    this.subscribed = {};     // channel -> true once `subscribed` on this socket
+    this.refused = {};        // channel -> true when the daemon said forbidden
+    this.wanted = [];
+    this._handlers = [];      // {pattern, fn}: events
+    this._resync = [];        // fn(channel, frame)
+    this._refetch = [];       // {pattern, trigger}
+    this._stateFns = [];
+    this._attempt = 0;
+    this._timer = null;
+    this._pingTimer = null;
+    this._deadline = null;
+    this._authTimer = null;
+    this._needToken = !this.token && !!opts.tokenUrl;
+    this._closed = false;
+    this._ws = null;
+    (opts.channels || []).forEach(this._want, this);
+    this._listen();
+    this._open();
+  }
+
+  Client.prototype = {
+    /* Call fn(frame) for every event on a channel that `pattern` covers. */
+    on: function (pattern, fn) {
+      this._handlers.push({pattern: pattern, fn: fn});
+      return this;
+    },
+
+    /* Call fn(channel, frame) when the daemon cannot prove a gap-free resume. */
+    onResync: function (fn) {
+      this._resync.push(fn);
+      return this;
+    },
+
+    /* Call fn(state) now and on every change of connecting / live / offline. */
+    onState: function (fn) {
+      this._stateFns.push(fn);
+      fn(this.state);
+      return this;
+    },
+
+    /* Refetch with fn when a covered channel changes, resyncs or first subscribes. */
+    refetchOn: function (pattern, fn, options) {
+      var minInterval = (options && options.minInterval != null) ? options.minInterval : 1000;
+      var entry = {pattern: pattern, trigger: throttle(fn, minInterval)};
+      this._refetch.push(entry);
+      for (var channel in this.subscribed) {
+        if (this.subscribed[channel] && covers(pattern, channel)) { entry.trigger(); break; }
+      }
+      return this;
+    },
+
+    subscribe: function (channel) {
+      if (this._want(channel) && this._ready()) this._subscribe(channel);
+      return this;
+    },
+
+    unsubscribe: function (channel) {
+      this.wanted = this.wanted.filter(function (c) { return c !== channel; });
+      delete this.positions[channel];
+      delete this.subscribed[channel];
+      this._send({type: "unsubscribe", channel: channel});
+      return this;
+    },
+
+    /* Stop for good: no reconnect. */
+    close: function () {
+      this._closed = true;
+      this._clearTimers();
+      if (this._ws) this._detach(this._ws).close(1000);
+      this._setState("offline");
+    },
+
+    /* Reconnect now (also what visibilitychange and online do while offline). */
+    reconnect: function () {
+      if (this._closed) return;
+      if (this._ws) this._drop(this._ws);
+      clearTimeout(this._timer);
+      this._timer = null;
+      this._open();
+    },
+
+    _want: function (channel) {
+      if (this.wanted.indexOf(channel) >= 0) return false;
+      this.wanted.push(channel);
+      return true;
+    },
+
+    _ready: function () {
+      return this._ws && this._ws.readyState === 1 && this._authed;
+    },
+
+    _listen: function () {
+      var self = this;
+      var doc = root.document;
+      if (doc && doc.addEventListener) {
+        doc.addEventListener("visibilitychange", function () {
+          if (doc.visibilityState === "visible") self._wake();
+        });
+      }
+      if (root.addEventListener) {
+        root.addEventListener("online", function () { self._wake(); });
+      }
+    },
+
+    /* The tab came back or the network did: reconnect at once, or check the socket. */
+    _wake: function () {
+      if (this._closed) return;
+      if (this.state === "offline") this.reconnect();
+      else if (this.state === "live") this._ping();
+    },
+
+    _open: function () {
+      var self = this;
+      if (this._needToken) {
+        this._setState("connecting");
+        this._fetchToken().then(function () { self._connect(); }, function (error) {
+          report(error);
+          self._retry();
+        });
+        return;
+      }
+      this._connect();
+    },
+
+    _connect: function () {
+      var self = this, ws;
+      if (this._closed) return;
+      this._setState("connecting");
+      this._authed = false;
+      this.subscribed = {};
+      try {
+        ws = new root.WebSocket(this.url);
+      } catch (error) {
+        report(error);
+        this._retry();
+        return;
+      }
+      this._ws = ws;
+      ws.onopen = function () {
+        if (self.token) {
+          self._send({type: "auth", token: self.token});
+          self._authTimer = setTimeout(function () { self._drop(ws); self._retry(); },
+                                       self.options.authTimeout);
+        } else {
+          self._authed = true;
+          self._subscribeAll();
+        }
+        self._schedulePing();
+      };
+      ws.onmessage = function (message) { self._receive(message.data); };
+      ws.onclose = function (event) { self._onClose(ws, event.code); };
+      ws.onerror = function () { /* onclose follows and decides */ };
+    },
+
+    _subscribeAll: function () {
+      this.wanted.forEach(function (channel) {
+        if (!this.refused[channel]) this._subscribe(channel);
+      }, this);
+      this._checkLive();
+    },
+
+    _subscribe: function (channel) {
+      var frame = {type: "subscribe", channel: channel};
+      if (this.positions[channel] != null) frame.since = this.positions[channel];
+      this._send(frame);
+    },
+
+    _send: function (frame) {
+      if (this._ws && this._ws.readyState === 1) this._ws.send(JSON.stringify(frame));
+    },
+
+    _receive: function (data) {
+      var frame;
+      this._schedulePing();  // any frame proves the connection alive
+      try { frame = JSON.parse(data); } catch (error) { return; }
+      if (!frame || typeof frame.type !== "string") return;
+      switch (frame.type) {
+        case "authenticated":
+          clearTimeout(this._authTimer);
+          this._authed = true;
+          this._subscribeAll();
+          break;
+        case "subscribed": this._onSubscribed(frame); break;
+        case "event": this._onEvent(frame); break;
+        case "resync": this._onResync(frame); break;
+        case "error": this._onError(frame); break;
+        default: break;  // pong, and types a newer daemon may add
+      }
+    },
+
+    _onSubscribed: function (frame) {
+      var channel = frame.channel;
+      var first = this.positions[channel] == null;
+      this.subscribed[channel] = true;
+      if (frame.position != null) this.positions[channel] = frame.position;
+      if (first) this._refetchFor(channel);
+      this._checkLive();
+    },
+
+    _onEvent: function (frame) {
+      var channel = frame.channel;
+      if (frame.position != null) this.positions[channel] = frame.position;
+      this._handlers.forEach(function (h) {
+        if (covers(h.pattern, channel)) {
+          try { h.fn(frame); } catch (error) { report(error); }
+        }
+      });
+      this._refetchFor(channel);
+    },
+
+    _onResync: function (frame) {
+      var channel = frame.channel;
+      if (frame.position != null) this.positions[channel] = frame.position;
+      this._resync.forEach(function (fn) {
+        try { fn(channel, frame); } catch (error) { report(error); }
+      });
+      this._refetchFor(channel);
+    },
+
+    _onError: function (frame) {
+      if (frame.code === "unauthorized") {
+        this._needToken = !!this.options.tokenUrl;
+        return;  // the daemon closes with 4001 next
+      }
+      if (frame.code === "forbidden" && frame.channel) {
+        this.refused[frame.channel] = true;  // asking again would close with 4003
+        this._checkLive();
+      }
+      report(frame.code + ": " + frame.message);
+    },
+
+    _refetchFor: function (channel) {
+      this._refetch.forEach(function (entry) {
+        if (covers(entry.pattern, channel)) entry.trigger();
+      });
+    },
+
+    _checkLive: function () {
+      var self = this;
+      var pending = this.wanted.filter(function (c) {
+        return !self.subscribed[c] && !self.refused[c];
+      });
+      if (this._authed && pending.length === 0) {
+        this._attempt = 0;
+        this._setState("live");
+      }
+    },
+
+    _onClose: function (ws, code) {
+      if (ws !== this._ws) return;
+      this._ws = null;
+      this._clearTimers();
+      if (this._closed) return;
+      if (code === 4001) this._needToken = !!this.options.tokenUrl;
+      this._retry();
+    },
+
+    /* Forget a socket that may be dead without waiting for its close event. */
+    _drop: function (ws) {
+      this._detach(ws);
+      try { ws.close(); } catch (error) { /* already closing */ }
+      if (ws === this._ws) this._ws = null;
+      this._clearTimers();
+    },
+
+    _detach: function (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      return ws;
+    },
+
+    /* Wait a random delay in [0, min(maxDelay, minDelay * 2^attempt)), then connect. */
+    _retry: function () {
+      var self = this;
+      if (this._closed) return;
+      this._setState("offline");
+      var bound = Math.min(this.options.maxDelay, this.options.minDelay * Math.pow(2, this._attempt));
+      this._attempt += 1;
+      clearTimeout(this._timer);
+      this._timer = setTimeout(function () { self._timer = null; self._open(); },
+                               Math.random() * bound);
+    },
+
+    _fetchToken: function () {
+      var self = this;
+      var url = this.options.tokenUrl;
+      var query = this.wanted.map(function (c) {
+        return "channel=" + encodeURIComponent(c);
+      }).join("&");
+      if (query) url += (url.indexOf("?") < 0 ? "?" : "&") + query;
+      return root.fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}})
+        .then(function (response) {
+          if (!response.ok) throw new Error("token URL answered " + response.status);
+          return response.json();
+        })
+        .then(function (body) {
+          self.token = body.token;
+          self._needToken = false;
+          if (body.channels && body.channels.length) {
+            body.channels.forEach(self._want, self);
+            self.refused = {};
+          }
+        });
+    },
+
+    _schedulePing: function () {
+      var self = this;
+      clearTimeout(this._pingTimer);
+      clearTimeout(this._deadline);
+      this._deadline = null;
+      this._pingTimer = setTimeout(function () { self._ping(); }, this.options.pingInterval);
+    },
+
+    _ping: function () {
+      var self = this, ws = this._ws;
+      if (!ws || ws.readyState !== 1 || this._deadline) return;
+      this._send({type: "ping"});
+      this._deadline = setTimeout(function () {
+        self._deadline = null;
+        if (ws === self._ws) { self._drop(ws); self._retry(); }
+      }, this.options.pongTimeout);
+    },
+
+    _clearTimers: function () {
+      clearTimeout(this._pingTimer);
+      clearTimeout(this._deadline);
+      clearTimeout(this._authTimer);
+      this._pingTimer = this._deadline = this._authTimer = null;
+    },
+
+    _setState: function (state) {
+      if (state === this.state && this._stateSeen) return;
+      this._stateSeen = true;
+      this.state = state;
+      this._stateFns.forEach(function (fn) {
+        try { fn(state); } catch (error) { report(error); }
+      });
+    }
+  };
+
+  var PgBridge = {
+    Client: Client,
+    covers: covers,
+    throttle: throttle,
+    client: null,
+    /* connect(url, options), or connect(options) with options.url. */
+    connect: function (url, options) {
+      if (url && typeof url === "object") { options = url; url = options.url; }
+      return new Client(url, options);
+    }
+  };
+  root.PgBridge = PgBridge;
+
+  var script = root.document && root.document.currentScript;
+  var configId = script && script.getAttribute("data-config");
+  if (configId) {
+    var element = root.document.getElementById(configId);
+    if (element) PgBridge.client = PgBridge.connect(JSON.parse(element.textContent));
+  }
+})(typeof window !== "undefined" ? window : this);

@@ -1,0 +1,55 @@
+"""``{% load bridge %}{% bridge_client "tasks" %}``: bridge.js, its URL and a fresh token.
+
+The tag asks the BRIDGE['CHANNELS_FOR_USER'] hook which of the named
+channels `request.user` may read, mints a token for exactly those, and
+renders them as JSON next to the script; bridge.js then connects on its own
+and exposes the client as ``PgBridge.client``. Needs ``request`` in the
+context (the ``django.template.context_processors.request`` processor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.templatetags.static import static
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, json_script
+from django.utils.safestring import SafeString
+
+from .. import conf, tokens
+from ..context_processors import is_secure
+
+register = template.Library()
+
+CONFIG_ID = "pg-bridge-config"
+
+
+def client_config(request: Any, requested: list[str]) -> dict[str, Any]:
+    """What bridge.js needs: where to connect, the token, the granted channels, the token URL."""
+    user = getattr(request, "user", None)
+    token, granted = tokens.for_user(user, requested)
+    try:
+        token_url = reverse("django_hooks:token")
+    except NoReverseMatch:
+        token_url = None
+    return {
+        "url": conf.get("URL"),
+        "port": conf.public_port(),
+        "secure": is_secure(request),
+        "token": token,
+        "channels": granted,
+        "tokenUrl": token_url,
+    }
+
+
+@register.simple_tag(takes_context=True)
+def bridge_client(context: template.Context, *channels: str) -> SafeString:
+    """Render the config JSON and the bridge.js script tag for the named channels."""
+    config = client_config(context.get("request"), list(channels))
+    return format_html(
+        '{}\n<script src="{}" data-config="{}"></script>',
+        json_script(config, CONFIG_ID),
+        static("django_hooks/bridge.js"),
+        CONFIG_ID,
+    )

@@ -1,0 +1,31 @@
+"""The token view: a fresh token for the session's user, so long-open pages keep working.
+
+bridge.js calls it when the daemon refuses its token (close code 4001). It
+answers only same-origin requests with the session cookie (a GET that
+returns a secret, so no CORS headers, and JSON that cannot be read cross-site).
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from . import conf, cookies, tokens
+
+
+@never_cache
+@require_GET
+def token(request: HttpRequest) -> JsonResponse:
+    """`?channel=a&channel=b` → {"token", "channels", "expires_in"}; 403 when nothing is granted."""
+    requested = request.GET.getlist("channel") or tokens.cookie_channels()
+    requested = [base for name in requested for base in [name.partition(":")[0]]]
+    value, granted = tokens.for_user(request.user, dict.fromkeys(requested))
+    if value is None:
+        return JsonResponse({"error": "forbidden", "channels": []}, status=403)
+    response = JsonResponse(
+        {"token": value, "channels": granted, "expires_in": int(conf.token_max_age())}
+    )
+    if conf.get("COOKIE"):
+        cookies.refresh(request, response)
+    return response

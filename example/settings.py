@@ -1,0 +1,99 @@
+"""Settings of the demo project: DATABASE_URL for the database, env vars for the key.
+
+Importable without Django being set up: the bridge daemon reads SECRET_KEY and
+BRIDGE from this module (``python -m bridge --django-settings example.settings``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict
+
+BASE_DIR = Path(__file__).resolve().parent
+
+# DEMO ONLY: this default key is public. Set DJANGO_SECRET_KEY (or
+# BRIDGE_SECRET_KEY, which the daemon reads too) anywhere that is not a laptop demo.
+SECRET_KEY = (
+    os.environ.get("DJANGO_SECRET_KEY")
+    or os.environ.get("BRIDGE_SECRET_KEY")
+    or "demo-only-insecure-key-pg-notify-bridge-do-not-deploy"
+)
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+
+def database_from_url(url: str) -> dict[str, Any]:
+    """A DATABASES entry from a libpq URL or DSN (psycopg parses it: no extra dependency)."""
+    params: dict[str, Any] = conninfo_to_dict(url)
+    entry: dict[str, Any] = {"ENGINE": "django.db.backends.postgresql"}
+    for key, name in (("dbname", "NAME"), ("user", "USER"), ("password", "PASSWORD"),
+                      ("host", "HOST"), ("port", "PORT")):
+        value = params.pop(key, None)
+        entry[name] = "" if value is None else str(value)
+    entry["OPTIONS"] = params
+    return entry
+
+
+DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL", "dbname=example"))}
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_hooks",
+    "example",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_hooks.middleware.BridgeCookieMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example.urls"
+WSGI_APPLICATION = "example.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django_hooks.context_processors.websocket",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "tasks"
+LOGOUT_REDIRECT_URL = "login"
+
+# One dict for both sides: Django reads MODELS, PORT, TOKEN_MAX_AGE; the daemon
+# (--django-settings example.settings) reads PORT, TOKEN_MAX_AGE and its other flags.
+BRIDGE = {
+    "MODELS": {"example.Task": {"channel_column": "owner_id"}},
+    "PORT": int(os.environ.get("BRIDGE_PORT", "8765")),
+    "TOKEN_MAX_AGE": "1h",
+}
