@@ -1,0 +1,124 @@
+"""Token verification and origin checks.
+
+Django mints tokens; the daemon only verifies them. A token is what
+`django.core.signing.dumps({"u": user_id, "ch": [channels]}, salt=SALT)`
+makes, so verification uses Django's own TimestampSigner with explicit keys:
+the daemon has no Django settings, and `signing.loads` would read them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.core import signing
+
+from . import channels
+
+SALT = "pg_notify_bridge.token"
+COOKIE = "bridge_token"
+
+
+class TokenError(Exception):
+    """A token was refused; the message is safe to show (it never contains the token)."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who a verified token speaks for and which channels it covers."""
+
+    user: str | None
+    channels: frozenset[str]
+
+    def covers(self, channel: str) -> bool:
+        return channels.granted(self.channels, channel)
+
+
+class Verifier:
+    """Checks tokens against the current secret key and the old keys of a rotation."""
+
+    def __init__(self, key: str | None, fallback_keys: Iterable[str] = (), max_age: float = 3600):
+        self._signer = (
+            signing.TimestampSigner(key=key, salt=SALT, fallback_keys=list(fallback_keys))
+            if key
+            else None
+        )
+        self._max_age = max_age
+
+    def verify(self, token: object) -> Grant:
+        """The grant a token carries; raises TokenError with a reason a client may see."""
+        if self._signer is None:
+            raise TokenError("this daemon accepts no tokens: it has no secret key")
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise TokenError("malformed token")
+        try:
+            payload = self._signer.unsign_object(token, max_age=self._max_age)
+        except signing.SignatureExpired:
+            raise TokenError("token expired: fetch a fresh one") from None
+        except signing.BadSignature:
+            raise TokenError("bad token signature") from None
+        except Exception:
+            raise TokenError("malformed token") from None
+        return _grant(payload)
+
+    def make(self, user: str | int | None, chans: Iterable[str], ttl: float | None = None) -> str:
+        """Mint a token exactly as Django's signing.dumps would (for `python -m bridge token`)."""
+        if self._signer is None:
+            raise TokenError("no secret key to sign with")
+        payload: dict[str, object] = {"u": user, "ch": sorted(set(chans))}
+        if ttl is not None:
+            payload["exp"] = int(time.time() + ttl)
+        return self._signer.sign_object(payload)
+
+
+def _grant(payload: object) -> Grant:
+    if not isinstance(payload, dict):
+        raise TokenError("malformed token")
+    chans = payload.get("ch")
+    if not isinstance(chans, list) or not all(channels.is_valid(c) for c in chans):
+        raise TokenError("malformed token: bad channel list")
+    exp = payload.get("exp")
+    if exp is not None:
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+            raise TokenError("malformed token: bad exp")
+        if exp < time.time():
+            raise TokenError("token expired: fetch a fresh one")
+    user = payload.get("u")
+    return Grant(None if user is None else str(user), frozenset(chans))
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str]) -> bool:
+    """Whether a browser's Origin may connect.
+
+    No Origin header means no browser, so nothing to hijack: it passes. With
+    no configured list, the origin's host must equal the host the client
+    connected to (any port), which stops another site from opening a socket
+    that rides on the user's cookie. `*` in the list allows every origin.
+    """
+    if origin is None:
+        return True
+    allowed = tuple(allowed)
+    if allowed:
+        return "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}
+    if not host:
+        return False
+    origin_host = urlsplit(origin).hostname
+    request_host = urlsplit("//" + host).hostname
+    return origin_host is not None and origin_host == request_host
+
+
+def cookie_token(header: str | None) -> str | None:
+    """The bridge_token value from a Cookie header, if present."""
+    if not header:
+        return None
+    from http.cookies import CookieError, SimpleCookie
+
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return None
+    morsel = jar.get(COOKIE)
+    return morsel.value if morsel else None

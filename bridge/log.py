@@ -1,0 +1,153 @@
+"""The event log: positions, stamping, and reads since a position.
+
+A position is (tick, id): the tick that stamped a committed log row, then the
+row's id. Ticks are cut in commit order under an advisory lock (see
+sql/schema.sql), so every daemon sharing the database agrees on them and a
+client can resume on any instance. Positions travel as opaque strings that
+also name the database they came from (`db_id`), so a position from another
+database is detected rather than misread.
+
+Only queries live here; deciding what to send is the hub's job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from .errors import DatabaseError
+
+_POSITION_RE = re.compile(r"^([0-9a-f]{8})-(\d{1,19})-(\d{1,19})$")
+
+Pos = tuple[int, int]
+ORIGIN: Pos = (0, 0)
+
+
+def format_position(db_id: str, pos: Pos) -> str:
+    return f"{db_id}-{pos[0]}-{pos[1]}"
+
+
+def parse_position(text: object, db_id: str) -> Pos | None:
+    """The (tick, id) of a position string from this database, or None when it is not one."""
+    if not isinstance(text, str):
+        return None
+    match = _POSITION_RE.match(text)
+    if not match or match.group(1) != db_id:
+        return None
+    return int(match.group(2)), int(match.group(3))
+
+
+@dataclass(slots=True)
+class Event:
+    """One committed log row: a statement's change on one channel."""
+
+    pos: Pos
+    channel: str
+    table: str
+    op: str
+    pks: list[Any] | None
+    count: int
+    frame: bytes = field(default=b"", repr=False)
+
+    @property
+    def base(self) -> str:
+        return self.channel.partition(":")[0]
+
+
+_COLUMNS = "tick, id, channel, tbl, op, pks, count"
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event((row[0], row[1]), row[2], row[3], row[4], row[5], row[6])
+
+
+async def meta(conn: psycopg.AsyncConnection) -> dict[str, str]:
+    """The bridge schema's metadata (db_id, schema_version, pruned_through)."""
+    cur = await conn.execute("SELECT to_regclass('bridge.meta') IS NOT NULL")
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        raise DatabaseError(
+            "the database has no bridge schema: run `make install-triggers` (or"
+            " `python -m bridge install-triggers TABLE`) first"
+        )
+    cur = await conn.execute("SELECT key, value FROM bridge.meta")
+    return {k: v for k, v in await cur.fetchall()}
+
+
+async def watched(conn: psycopg.AsyncConnection) -> dict[str, str | None]:
+    """Channel of each watched table -> its channel column (None without one)."""
+    cur = await conn.execute("SELECT channel, channel_column FROM bridge.watched")
+    return {ch: col for ch, col in await cur.fetchall()}
+
+
+async def stamp(conn: psycopg.AsyncConnection) -> int | None:
+    """Cut a tick over every committed, unstamped row; returns it, or None if none was cut."""
+    cur = await conn.execute("SELECT bridge.stamp()")
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def head(conn: psycopg.AsyncConnection) -> Pos:
+    """The position of the newest stamped row (or of the last prune when the log is empty)."""
+    cur = await conn.execute(
+        "SELECT tick, id FROM bridge.log WHERE tick IS NOT NULL ORDER BY tick DESC, id DESC LIMIT 1"
+    )
+    row = await cur.fetchone()
+    if row:
+        return (row[0], row[1])
+    return (await pruned_through(conn), 0)
+
+
+async def pruned_through(conn: psycopg.AsyncConnection) -> int:
+    cur = await conn.execute("SELECT value::bigint FROM bridge.meta WHERE key = 'pruned_through'")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def read_after(conn: psycopg.AsyncConnection, after: Pos, limit: int) -> list[Event]:
+    """Stamped rows after a position, in position order (index log_position)."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM bridge.log WHERE tick IS NOT NULL AND (tick, id) > (%s, %s)"
+        " ORDER BY tick, id LIMIT %s",
+        (after[0], after[1], limit),
+    )
+    return [_event(r) for r in await cur.fetchall()]
+
+
+async def read_last(conn: psycopg.AsyncConnection, limit: int) -> list[Event]:
+    """The newest `limit` stamped rows, oldest first (to warm the hub's memory at start)."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM bridge.log WHERE tick IS NOT NULL"
+        " ORDER BY tick DESC, id DESC LIMIT %s",
+        (limit,),
+    )
+    return [_event(r) for r in reversed(await cur.fetchall())]
+
+
+async def read_channel(
+    conn: psycopg.AsyncConnection, channel: str, after: Pos, upto: Pos, limit: int
+) -> list[Event]:
+    """One channel's rows in (after, upto], plus its table's TRUNCATEs for a row channel.
+
+    Served by index log_channel (channel, tick, id): the cost is the rows of
+    that channel in the range, not the size of the log.
+    """
+    base = channel.partition(":")[0]
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM bridge.log WHERE tick IS NOT NULL"
+        " AND (channel = %s OR (channel = %s AND op = 'TRUNCATE'))"
+        " AND (tick, id) > (%s, %s) AND (tick, id) <= (%s, %s)"
+        " ORDER BY tick, id LIMIT %s",
+        (channel, base, after[0], after[1], upto[0], upto[1], limit),
+    )
+    return [_event(r) for r in await cur.fetchall()]
+
+
+async def prune(conn: psycopg.AsyncConnection, retention: float) -> int:
+    """Delete ticks older than `retention` seconds (one daemon at a time); rows deleted."""
+    cur = await conn.execute("SELECT bridge.prune(make_interval(secs => %s))", (retention,))
+    row = await cur.fetchone()
+    return int(row[0]) if row and row[0] else 0

@@ -1,0 +1,124 @@
+"""The log reader: stamps committed rows into positions and publishes them to the hub.
+
+NOTIFY is only a wake-up. Whatever woke it (a notification, a reconnect, a
+merged or lost notification), the reader stamps, then reads the log from its
+own cursor, so an event can be late but never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from . import log
+from .hub import Batch, Hub
+from .metrics import Metrics
+
+logger = logging.getLogger("bridge.reader")
+
+BATCH_ROWS = 1000
+PRUNE_EVERY = 60.0
+
+
+class Reader:
+    """Moves the hub's cursor over the log; one per daemon, driven by the listener."""
+
+    def __init__(
+        self,
+        hub: Hub[Any],
+        deliver: Callable[[Batch[Any]], None],
+        metrics: Metrics,
+        *,
+        retention: float,
+        replay_limit: int,
+        memory_events: int,
+    ):
+        self.hub = hub
+        self.deliver = deliver
+        self.metrics = metrics
+        self.retention = retention
+        self.replay_limit = replay_limit
+        self.memory_events = memory_events
+        self.started = False
+        self.reload_watched = True
+        self._last_prune = 0.0
+
+    async def start(self, conn: psycopg.AsyncConnection) -> None:
+        """On each (re)connection: check the schema, then place or check the cursor."""
+        meta = await log.meta(conn)
+        db_id = meta["db_id"]
+        self.hub.watched = await log.watched(conn)
+        self.reload_watched = False
+        if not self.started:
+            self.hub.db_id = db_id
+            await log.stamp(conn)
+            head = await log.head(conn)
+            self.hub.start(head, await log.read_last(conn, self.memory_events))
+            self.started = True
+            logger.info("reader starts at %s", self.hub.position(head))
+            return
+        if db_id != self.hub.db_id:
+            logger.warning("the database was replaced (db_id %s -> %s): resync", self.hub.db_id,
+                           db_id)
+            self.hub.db_id = db_id
+            await log.stamp(conn)
+            self._resync_all(await log.head(conn), "database replaced")
+            return
+        await self._skip_gap_if_too_large(conn)
+
+    async def catch_up(self, conn: psycopg.AsyncConnection) -> int:
+        """Stamp, then publish every committed event after the cursor; returns how many."""
+        if self.reload_watched:
+            self.reload_watched = False
+            self.hub.watched = await log.watched(conn)
+        await log.stamp(conn)
+        total = 0
+        while True:
+            events = await log.read_after(conn, self.hub.cursor, BATCH_ROWS)
+            if not events:
+                break
+            batch = self.hub.publish(events)
+            total += batch.events
+            self.metrics.events_read.inc(batch.events)
+            self.metrics.cursor_tick.set(self.hub.cursor[0])
+            self.deliver(batch)
+            if len(events) < BATCH_ROWS:
+                break
+        await self._maybe_prune(conn)
+        return total
+
+    async def _skip_gap_if_too_large(self, conn: psycopg.AsyncConnection) -> None:
+        """After a reconnect: replay what was missed, unless it is more than replay_limit."""
+        await log.stamp(conn)
+        if self.hub.cursor[0] <= await log.pruned_through(conn) and self.hub.cursor != log.ORIGIN:
+            self._resync_all(await log.head(conn), "log pruned while disconnected")
+            return
+        backlog = await log.read_after(conn, self.hub.cursor, 1)
+        if not backlog:
+            return
+        cur = await conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM bridge.log WHERE tick IS NOT NULL"
+            " AND (tick, id) > (%s, %s) LIMIT %s) s",
+            (*self.hub.cursor, self.replay_limit + 1),
+        )
+        row = await cur.fetchone()
+        if row and row[0] > self.replay_limit:
+            self._resync_all(await log.head(conn), "too many events missed while disconnected")
+
+    def _resync_all(self, head: log.Pos, reason: str) -> None:
+        batch = self.hub.resync_all(head, reason)
+        self.metrics.resyncs.labels(reason="gap").inc(sum(len(d.clients) for d in batch.deliveries))
+        self.deliver(batch)
+
+    async def _maybe_prune(self, conn: psycopg.AsyncConnection) -> None:
+        now = time.monotonic()
+        if now - self._last_prune < min(PRUNE_EVERY, self.retention / 10):
+            return
+        self._last_prune = now
+        deleted = await log.prune(conn, self.retention)
+        if deleted:
+            logger.info("pruned %d log rows older than %ss", deleted, self.retention)

@@ -1,0 +1,117 @@
+-- pg-notify-bridge: the `bridge` schema (event log, ticks, registry).
+--
+-- Idempotent: `python -m bridge install-triggers` runs it every time, so an
+-- older schema is upgraded in place. Bump SCHEMA_VERSION in bridge/install.py
+-- together with the `schema_version` row below.
+--
+-- Positions. A sequence id is not commit order (a transaction holding id 5
+-- can commit after the one holding id 6), so writers only append rows with
+-- tick NULL. A daemon then stamps every committed, unstamped row with the
+-- next tick number, in one UPDATE under an advisory lock (bridge.stamp()).
+-- Stamps are taken in lock order, and the lock is released at commit, so
+-- tick order is commit order and every daemon sees the same (tick, id)
+-- positions. A row from a transaction that is still open is invisible to the
+-- UPDATE and is stamped by a later tick, after it commits.
+--
+-- Writers pay for one heap row and one entry in the small partial index
+-- log_unstamped; the two position indexes only ever hold stamped rows, so the
+-- daemon pays for them when it stamps.
+
+CREATE SCHEMA IF NOT EXISTS bridge;
+
+CREATE TABLE IF NOT EXISTS bridge.meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+
+INSERT INTO bridge.meta (key, value) VALUES
+    ('db_id', substr(md5(random()::text || clock_timestamp()::text), 1, 8)),
+    ('pruned_through', '0')
+ON CONFLICT (key) DO NOTHING;
+
+CREATE TABLE IF NOT EXISTS bridge.log (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    tick bigint,
+    channel text NOT NULL,
+    tbl text NOT NULL,
+    op text NOT NULL,
+    pks jsonb,
+    count integer NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS log_unstamped ON bridge.log (id) WHERE tick IS NULL;
+CREATE INDEX IF NOT EXISTS log_position ON bridge.log (tick, id) WHERE tick IS NOT NULL;
+CREATE INDEX IF NOT EXISTS log_channel ON bridge.log (channel, tick, id) WHERE tick IS NOT NULL;
+
+CREATE SEQUENCE IF NOT EXISTS bridge.tick_seq;
+
+-- One row per tick: when it was cut, for pruning by age and for lag metrics.
+CREATE TABLE IF NOT EXISTS bridge.tick (
+    tick bigint PRIMARY KEY,
+    stamped_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS tick_stamped_at ON bridge.tick (stamped_at);
+
+-- The tables that have capture triggers, and how their channels are named.
+CREATE TABLE IF NOT EXISTS bridge.watched (
+    tbl text PRIMARY KEY,
+    channel text NOT NULL UNIQUE,
+    channel_column text,
+    pk_columns text[] NOT NULL,
+    functions text[] NOT NULL,
+    installed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Cut a tick: stamp every committed, unstamped row. Returns the tick, or
+-- NULL when there was nothing to stamp. Serialized across daemons by a
+-- transaction-scoped advisory lock, released at commit.
+CREATE OR REPLACE FUNCTION bridge.stamp() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    t bigint;
+    n bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('pg_notify_bridge.stamp'));
+    IF NOT EXISTS (SELECT 1 FROM bridge.log WHERE tick IS NULL) THEN
+        RETURN NULL;
+    END IF;
+    t := nextval('bridge.tick_seq');
+    UPDATE bridge.log SET tick = t WHERE tick IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 0 THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO bridge.tick (tick) VALUES (t);
+    RETURN t;
+END
+$$;
+
+-- Delete the ticks older than `retention`; one daemon at a time. Returns the
+-- number of log rows deleted. A position at or before pruned_through can no
+-- longer be resumed from: the daemon answers it with a resync.
+CREATE OR REPLACE FUNCTION bridge.prune(retention interval) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    cutoff bigint;
+    n bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('pg_notify_bridge.prune')) THEN
+        RETURN 0;
+    END IF;
+    SELECT tick INTO cutoff FROM bridge.tick
+     WHERE stamped_at < now() - retention
+     ORDER BY stamped_at DESC LIMIT 1;
+    IF cutoff IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM bridge.log WHERE tick IS NOT NULL AND tick <= cutoff;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM bridge.tick WHERE tick <= cutoff;
+    UPDATE bridge.meta SET value = greatest(value::bigint, cutoff)::text
+     WHERE key = 'pruned_through';
+    RETURN n;
+END
+$$;
+
+INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '1')
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
