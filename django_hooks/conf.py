@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from bridge.config import parse_duration
 
@@ -57,7 +58,12 @@ def get(name: str) -> Any:
 
 def secret_key() -> str:
     """The key that signs tokens: BRIDGE['SECRET_KEY'], else SECRET_KEY."""
-    return get("SECRET_KEY") or getattr(settings, "SECRET_KEY", "") or ""
+    if get("SECRET_KEY"):
+        return str(get("SECRET_KEY"))
+    try:
+        return settings.SECRET_KEY or ""
+    except ImproperlyConfigured:  # Django refuses to hand out an empty SECRET_KEY
+        return ""
 
 
 def fallback_keys() -> list[str]:

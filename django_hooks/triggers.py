@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import psycopg
 from django.db import connections
+from psycopg.pq import TransactionStatus
 
 from bridge import install as bridge_install
 
@@ -29,6 +30,10 @@ def raw_connection(using: str) -> psycopg.Connection:
     conn = wrapper.connection
     if not isinstance(conn, psycopg.Connection):
         raise ValueError("pg-notify-bridge needs psycopg 3 (pip install 'psycopg[binary]')")
+    if not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        # Inside Django's atomic block, which has not sent a statement yet: open its
+        # transaction now, or psycopg's conn.transaction() would BEGIN and COMMIT it.
+        conn.execute("SELECT 1")
     return conn
 
 

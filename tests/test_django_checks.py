@@ -1,0 +1,174 @@
+"""django_hooks system checks, compared as whole Error/Warning objects, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+from bridge import install as bridge_install
+from django_hooks import checks as hook_checks
+from django_hooks.triggers import raw_connection
+
+pytest_plugins = ["tests.fix_django"]
+
+TASK = {"example.Task": {"channel_column": "owner_id"}}
+HINT = "run: python manage.py bridge_install_triggers example.Task"
+
+
+def run_all() -> list[checks.CheckMessage]:
+    return [
+        *hook_checks.check_settings(),
+        *hook_checks.check_models(),
+        *hook_checks.check_triggers(databases=["default"]),
+    ]
+
+
+def raw():  # type: ignore[no-untyped-def]
+    """Django's psycopg connection, inside the test's transaction (so it is rolled back)."""
+    return raw_connection("default")
+
+
+def task_model():  # type: ignore[no-untyped-def]
+    from example.models import Task
+
+    return Task
+
+
+def test_migrated_example_passes_every_check(django_db: str) -> None:
+    """A migrated project (post_migrate installed the triggers) has nothing to report."""
+    assert run_all() == []
+
+
+def test_registered_checks_run_under_manage_py_check(django_db: str) -> None:
+    """The checks are registered in ready(), so `check` itself reports them."""
+    with override_settings(BRIDGE={"MODELS": ["example.Nope"]}):
+        found = [m.id for m in checks.run_checks(databases=["default"])]
+    assert "django_hooks.E002" in found
+
+
+def test_empty_secret_key_is_e001(django_db: str) -> None:
+    """No key to sign tokens with is an error that names both settings."""
+    with override_settings(SECRET_KEY="", BRIDGE={}):
+        assert hook_checks.check_settings() == [
+            checks.Error(
+                "pg-notify-bridge has no key to sign tokens with",
+                hint="set SECRET_KEY, or BRIDGE['SECRET_KEY'] (the daemon needs the same key)",
+                id="django_hooks.E001",
+            )
+        ]
+
+
+def test_unknown_model_is_e002(django_db: str) -> None:
+    """A BRIDGE['MODELS'] label that is not a model is reported with the label."""
+    with override_settings(BRIDGE={"MODELS": ["example.Nope"]}):
+        assert hook_checks.check_models() == [
+            checks.Error(
+                "BRIDGE['MODELS'] names 'example.Nope', which is not a model",
+                hint="BRIDGE['MODELS'] takes 'app_label.Model' keys and a channel_column"
+                " that is a field or column of that model",
+                id="django_hooks.E002",
+            )
+        ]
+
+
+def test_unknown_channel_column_is_e002(django_db: str) -> None:
+    """A channel column that is neither a field nor a column of the model is an error."""
+    with override_settings(BRIDGE={"MODELS": {"example.Task": {"channel_column": "team"}}}):
+        assert hook_checks.check_models() == [
+            checks.Error(
+                "example.Task has no field or column 'team'",
+                hint="BRIDGE['MODELS'] takes 'app_label.Model' keys and a channel_column"
+                " that is a field or column of that model",
+                id="django_hooks.E002",
+            )
+        ]
+
+
+def test_invalid_channel_is_e004(django_db: str) -> None:
+    """A channel outside the contract's grammar is an error pointing at the model."""
+    with override_settings(BRIDGE={"MODELS": {"example.Task": {"channel": "Tasks-1"}}}):
+        assert hook_checks.check_models() == [
+            checks.Error(
+                "example.Task's channel 'Tasks-1' is not a valid channel name",
+                hint="set a 'channel' for it in BRIDGE['MODELS']: lower case letters,"
+                " digits, _ and .",
+                obj=task_model(),
+                id="django_hooks.E004",
+            )
+        ]
+
+
+def test_bad_token_max_age_is_e005(django_db: str) -> None:
+    """TOKEN_MAX_AGE must parse as the daemon's durations do."""
+    with override_settings(BRIDGE={"TOKEN_MAX_AGE": "soon"}):
+        assert hook_checks.check_settings() == [
+            checks.Error(
+                "BRIDGE['TOKEN_MAX_AGE'] is 'soon', not a duration",
+                hint="use seconds or a duration such as '30m' or '1h'",
+                id="django_hooks.E005",
+            )
+        ]
+
+
+def test_missing_triggers_is_w001(django_db: str) -> None:
+    """A watched table without triggers is a warning whose hint is the command to run."""
+    bridge_install.uninstall(raw(), "example_task")
+    assert hook_checks.check_triggers(databases=["default"]) == [
+        checks.Warning(
+            "table example_task of example.Task has no bridge triggers (database 'default'):"
+            " its changes reach nobody",
+            hint=HINT,
+            obj=task_model(),
+            id="django_hooks.W001",
+        )
+    ]
+
+
+def test_changed_channel_column_is_w002(django_db: str) -> None:
+    """Triggers built without the channel column the settings now ask for are stale."""
+    bridge_install.install(raw(), "example_task")
+    assert hook_checks.check_triggers(databases=["default"]) == [
+        checks.Warning(
+            "bridge triggers of example_task (example.Task) are stale: channel column is None"
+            " in the database, 'owner_id' here",
+            hint=HINT,
+            obj=task_model(),
+            id="django_hooks.W002",
+        )
+    ]
+
+
+def test_dropped_triggers_are_w002(django_db: str) -> None:
+    """Triggers dropped behind the registry's back (a recreated table) are reported stale."""
+    raw().execute("DROP TRIGGER pg_notify_bridge_insert ON example_task")
+    assert hook_checks.check_triggers(databases=["default"]) == [
+        checks.Warning(
+            "bridge triggers of example_task (example.Task) are stale: its triggers are"
+            " missing (was the table recreated?)",
+            hint=HINT,
+            obj=task_model(),
+            id="django_hooks.W002",
+        )
+    ]
+
+
+def test_table_without_primary_key_is_e003(django_db: str) -> None:
+    """A watched table with no primary key cannot name its rows: an error."""
+    raw().execute("ALTER TABLE example_task DROP CONSTRAINT example_task_pkey")
+    assert hook_checks.check_triggers(databases=["default"]) == [
+        checks.Error(
+            "table example_task of example.Task has no primary key",
+            hint="events name rows by their primary key: add one to the table",
+            obj=task_model(),
+            id="django_hooks.E003",
+        )
+    ]
+
+
+@pytest.mark.parametrize("databases", [None, ["default"]])
+def test_trigger_checks_use_default_without_databases(django_db: str, databases) -> None:  # type: ignore[no-untyped-def]
+    """Plain `manage.py check` (no --database) still looks at the default database."""
+    bridge_install.uninstall(raw(), "example_task")
+    found = hook_checks.check_triggers(databases=databases)
+    assert [m.id for m in found] == ["django_hooks.W001"]
