@@ -1,0 +1,158 @@
+"""The browser-facing Django pieces: template tag, token view, cookie middleware, context."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from django.core import signing
+from django.template import Context, Template
+from django.test import Client, RequestFactory, override_settings
+
+from bridge.auth import Verifier
+
+pytest_plugins = ["tests.fix_django"]
+
+SALT = "pg_notify_bridge.token"
+
+
+def make_user(username: str, **extra: Any):  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username, password="pw", **extra)
+
+
+def staff_sees_all(user: Any, requested: list[str]) -> list[str]:
+    """A CHANNELS_FOR_USER hook for the tests: staff get whole tables, others nothing."""
+    return list(requested) if user.is_staff else []
+
+
+def render_tag(user: Any, source: str = '{% load bridge %}{% bridge_client "example_task" %}'):  # type: ignore[no-untyped-def]
+    request = RequestFactory().get("/live/")
+    request.user = user
+    html = Template(source).render(Context({"request": request}))
+    match = re.search(r'<script id="pg-bridge-config" type="application/json">(.*?)</script>',
+                      html)
+    assert match, html
+    return html, json.loads(match.group(1))
+
+
+def verify(token: str) -> frozenset[str]:
+    from django.conf import settings
+
+    return Verifier(key=settings.SECRET_KEY).verify(token).channels
+
+
+def test_tag_renders_script_and_a_token_for_the_users_own_rows(django_db: str) -> None:
+    """The tag grants a channel-column model's rows of request.user only, and loads bridge.js."""
+    user = make_user("tag-user")
+    html, config = render_tag(user)
+    assert '<script src="/static/django_hooks/bridge.js" data-config="pg-bridge-config">' in html
+    assert config["channels"] == [f"example_task:owner_id={user.pk}"]
+    assert config["tokenUrl"] == "/bridge/token"
+    assert config["port"] == 8765 and config["secure"] is False and config["url"] is None
+    assert verify(config["token"]) == frozenset({f"example_task:owner_id={user.pk}"})
+    assert signing.loads(config["token"], salt=SALT)["u"] == user.pk
+
+
+def test_tag_gives_anonymous_users_no_token(django_db: str) -> None:
+    """Without a login the default hook grants nothing: no token is minted."""
+    from django.contrib.auth.models import AnonymousUser
+
+    _, config = render_tag(AnonymousUser())
+    assert config["token"] is None and config["channels"] == []
+
+
+def test_channels_hook_decides_what_a_token_covers(django_db: str) -> None:
+    """BRIDGE['CHANNELS_FOR_USER'] replaces the default policy."""
+    bridge = {"MODELS": {"example.Task": {"channel_column": "owner_id"}},
+              "CHANNELS_FOR_USER": "tests.test_django_client.staff_sees_all"}
+    with override_settings(BRIDGE=bridge):
+        _, staff = render_tag(make_user("boss", is_staff=True))
+        _, other = render_tag(make_user("worker"))
+    assert staff["channels"] == ["example_task"]
+    assert other["token"] is None
+
+
+def test_tag_uses_configured_url_and_secure(django_db: str) -> None:
+    """BRIDGE['URL'] and ['SECURE'] reach the page as given (for a proxy on another path)."""
+    bridge = {"MODELS": ["example.Task"], "URL": "wss://push.example.org/v1", "SECURE": True}
+    with override_settings(BRIDGE=bridge):
+        _, config = render_tag(make_user("proxied"))
+    assert config["url"] == "wss://push.example.org/v1" and config["secure"] is True
+    assert config["channels"] == ["example_task"]
+
+
+def test_original_snippet_template_renders_against_legacy_port(django_db: str) -> None:
+    """The context processor makes the original design's WebSocket line render unchanged."""
+    request = RequestFactory().get("/")
+    source = ("var ws = new WebSocket(\"ws{{ websocket_secure | yesno:'s,' }}://\" + "
+              "window.location.hostname + \":{{ websocket_port }}/\");")
+    from django.template import engines
+
+    template = engines["django"].from_string(source)
+    assert template.render({}, request) == (
+        'var ws = new WebSocket("ws://" + window.location.hostname + ":8765/");'
+    )
+    secure = RequestFactory().get("/", secure=True)
+    assert 'new WebSocket("wss://"' in template.render({}, secure)
+
+
+def test_middleware_sets_an_httponly_lax_cookie_for_logged_in_users(django_db: str) -> None:
+    """A logged-in page response carries bridge_token: HttpOnly, SameSite=Lax, not Secure."""
+    user = make_user("cookie-user")
+    client = Client()
+    client.force_login(user)
+    response = client.get("/task-list")
+    cookie = response.cookies["bridge_token"]
+    assert cookie["httponly"] is True and cookie["samesite"] == "Lax" and not cookie["secure"]
+    assert verify(cookie.value) == frozenset({f"example_task:owner_id={user.pk}"})
+
+
+def test_middleware_marks_the_cookie_secure_over_https(django_db: str) -> None:
+    """Over HTTPS the cookie is Secure."""
+    client = Client()
+    client.force_login(make_user("https-user"))
+    assert client.get("/task-list", secure=True).cookies["bridge_token"]["secure"] is True
+
+
+def test_middleware_keeps_a_fresh_cookie_and_drops_it_on_logout(django_db: str) -> None:
+    """A fresh token is not re-sent each request; a logged-out browser loses it."""
+    client = Client()
+    client.force_login(make_user("steady"))
+    token = client.get("/task-list").cookies["bridge_token"].value
+    assert "bridge_token" not in client.get("/task-list").cookies
+    client.logout()  # the test client forgets every cookie; a browser would keep this one
+    client.cookies["bridge_token"] = token
+    gone = client.get("/task-list").cookies["bridge_token"]
+    assert gone.value == "" and gone["max-age"] == 0
+
+
+def test_token_view_hands_out_a_fresh_token(django_db: str) -> None:
+    """GET /bridge/token returns a token for the session's user, narrowed by the hook."""
+    user = make_user("refresher")
+    client = Client()
+    client.force_login(user)
+    response = client.get("/bridge/token", {"channel": f"example_task:owner_id={user.pk + 1}"})
+    body = response.json()
+    assert response.status_code == 200
+    assert body["channels"] == [f"example_task:owner_id={user.pk}"]
+    assert verify(body["token"]) == frozenset(body["channels"])
+    assert body["expires_in"] == 3600
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_token_view_refuses_anonymous_users(django_db: str) -> None:
+    """Nothing is granted without a session, so the view answers 403."""
+    response = Client().get("/bridge/token")
+    assert response.status_code == 403 and response.json()["channels"] == []
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_token_view_is_get_only(django_db: str, method: str) -> None:
+    """The token view answers GET only."""
+    client = Client()
+    client.force_login(make_user(f"m-{method}"))
+    assert getattr(client, method)("/bridge/token").status_code == 405

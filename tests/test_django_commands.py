@@ -1,0 +1,157 @@
+"""The management commands: bridge_install_triggers, bridge_token and runbridge, for real."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+from django.core import signing
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from bridge.auth import Verifier
+from django_hooks.triggers import raw_connection
+from tests.fix_django import REPO, child_env, free_port, stop_process, wait_http
+
+pytest_plugins = ["tests.fix_django"]
+
+
+def make_user(username: str):  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username)
+
+
+def trigger_count() -> int:
+    row = raw_connection("default").execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'example_task'::regclass"
+        " AND tgname LIKE 'pg\\_notify\\_bridge\\_%'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def watched_row() -> tuple[str, str | None] | None:
+    return raw_connection("default").execute(
+        "SELECT channel, channel_column FROM bridge.watched WHERE tbl = 'public.example_task'"
+    ).fetchone()
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_install_triggers_installs_what_settings_say(django_db: str) -> None:
+    """Installing after an uninstall restores four triggers with the settings' channel column."""
+    run("bridge_install_triggers", "--uninstall")
+    assert trigger_count() == 0 and watched_row() is None
+    out = run("bridge_install_triggers", "example.Task")
+    assert out == (
+        "Installed triggers on example_task (example.Task): channel example_task,"
+        " rows also to example_task:owner_id=<value>\n"
+    )
+    assert trigger_count() == 4
+    assert watched_row() == ("example_task", "owner_id")
+
+
+def test_install_triggers_is_idempotent(django_db: str) -> None:
+    """Running it twice leaves exactly one set of triggers."""
+    run("bridge_install_triggers")
+    run("bridge_install_triggers")
+    assert trigger_count() == 4
+
+
+def test_dry_run_prints_sql_and_changes_nothing(django_db: str) -> None:
+    """--dry-run prints the CREATE statements of bridge.install.plan and runs none of them."""
+    run("bridge_install_triggers", "--uninstall")
+    out = run("bridge_install_triggers", "--dry-run")
+    assert "CREATE TRIGGER" in out and "AFTER TRUNCATE ON" in out
+    assert '"public"."example_task"' in out and "example_task:owner_id=" in out
+    assert trigger_count() == 0 and watched_row() is None
+
+
+def test_unknown_model_is_a_command_error(django_db: str) -> None:
+    """A model that is not watched is refused with the setting to change."""
+    with pytest.raises(CommandError, match=r"'auth.User' is not in BRIDGE\['MODELS'\]"):
+        run("bridge_install_triggers", "auth.User")
+
+
+def test_database_option_only_takes_known_aliases(django_db: str) -> None:
+    """--database offers the configured aliases, like createcachetable."""
+    with pytest.raises(CommandError, match="invalid choice: 'other'"):
+        run("bridge_install_triggers", "--database", "other")
+
+
+def test_bridge_token_prints_a_token_the_daemon_accepts(django_db: str) -> None:
+    """bridge_token's output verifies with the daemon's Verifier and grants what was asked."""
+    user = make_user("carol")
+    token = run("bridge_token", "--user", "carol", "--channel", "example_task,other.ch").strip()
+    grant = Verifier(key=_key()).verify(token)
+    assert grant.channels == frozenset({"example_task", "other.ch"})
+    assert signing.loads(token, salt="pg_notify_bridge.token")["u"] == user.pk
+
+
+def _key() -> str:
+    from django.conf import settings
+
+    return str(settings.SECRET_KEY)
+
+
+def test_bridge_token_ttl_sets_exp(django_db: str) -> None:
+    """--ttl adds an `exp` a few minutes ahead."""
+    make_user("dave")
+    token = run("bridge_token", "--user", "dave", "--channel", "example_task", "--ttl", "5m")
+    payload = signing.loads(token.strip(), salt="pg_notify_bridge.token")
+    assert set(payload) == {"u", "ch", "exp"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--user", "nobody", "--channel", "x"], "no user 'nobody'"),
+        (["--user", "erin", "--channel", "Bad Name"], "'Bad Name' is not a valid channel name"),
+        (["--user", "erin", "--channel", "x", "--ttl", "soon"], "--ttl: 'soon' is not a duration"),
+    ],
+)
+def test_bridge_token_refuses_bad_input(django_db: str, args: list[str], message: str) -> None:
+    """Unknown users, malformed channels and bad durations are command errors."""
+    make_user("erin")
+    with pytest.raises(CommandError, match=message):
+        run("bridge_token", *args)
+
+
+def test_runbridge_argv_comes_from_django_settings(django_db: str) -> None:
+    """runbridge hands the daemon the database, key and settings module Django uses."""
+    from django_hooks.management.commands.runbridge import Command
+
+    argv = Command().argv({"database": "default", "host": None, "port": "9999",
+                           "daemon_args": ["--", "--allow-anonymous", "x"]})
+    assert argv[0] == "serve"
+    assert argv[argv.index("--django-settings") + 1] == "example.settings"
+    assert argv[argv.index("--secret-key") + 1] == _key()
+    assert "dbname=t_django_" in argv[argv.index("--database-url") + 1]
+    assert argv[-4:] == ["--port", "9999", "--allow-anonymous", "x"]
+
+
+def test_runbridge_failure_is_a_command_error(django_db: str) -> None:
+    """A daemon that cannot start makes runbridge fail with its exit status."""
+    with pytest.raises(CommandError, match="the bridge exited with status"):
+        run("runbridge", "--", "--log-level", "LOUD")
+
+
+def test_runbridge_serves_until_sigterm(db_url: str) -> None:
+    """`manage.py runbridge` runs a daemon that gets ready, and stops cleanly on SIGTERM."""
+    env = child_env(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="example.settings")
+    subprocess.run([sys.executable, "-m", "example", "migrate", "-v0"], env=env, cwd=REPO,
+                   check=True)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "example", "runbridge", "--port", str(port)],
+                            env=env, cwd=REPO, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", proc)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0
