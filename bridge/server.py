@@ -54,7 +54,7 @@ class Client:
     bad: deque[float] = field(default_factory=deque)
     throttle: Throttle | None = None
     timer: asyncio.TimerHandle | None = None
-    closing: bool = False
+    closing: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -86,7 +86,6 @@ class Daemon:
         self._per_address: Counter[str] = Counter()
         self._handshakes: dict[ServerConnection, Handshake] = {}
         self._cursor_waiters: list[tuple[log.Pos, asyncio.Future[None]]] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._metrics_server: Any = None
@@ -145,8 +144,6 @@ class Daemon:
             self._listener_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener_task
-        for task in list(self._tasks):
-            task.cancel()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
 
@@ -298,6 +295,7 @@ class Daemon:
                 self.hub.unsubscribe(client, message.channel)
                 client.channels.discard(message.channel)
             if client.closing:
+                await client.closing
                 return
 
     def _bad_message(self, client: Client, exc: protocol.ProtocolError) -> None:
@@ -498,11 +496,8 @@ class Daemon:
         """Close a client from synchronous code: stop sending to it at once, then close."""
         if client.closing:
             return
-        client.closing = True
         self._drop_subscriptions(client)
-        task = asyncio.create_task(client.ws.close(code, reason[:120]))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        client.closing = asyncio.create_task(client.ws.close(code, reason[:120]))
 
 
 async def run(config: Config) -> None:
