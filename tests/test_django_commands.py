@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 
 from bridge.auth import Verifier
 from django_hooks.triggers import raw_connection
-from tests.fix_django import REPO, child_env, free_port, stop_process, wait_http
+from tests.django_site import REPO, child_env, free_port, stop_process, wait_http
 
 pytest_plugins = ["tests.fix_django"]
 
