@@ -1,0 +1,134 @@
+"""install-triggers: idempotent, versioned, quoted, and clear about what it cannot do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from bridge import install
+from bridge.errors import InstallError
+
+
+def _cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": db_url}
+    return subprocess.run([sys.executable, "-m", "bridge", *args], env=env, text=True,
+                          capture_output=True, timeout=60)
+
+
+def test_install_is_idempotent_and_records_the_schema_version(db_url: str) -> None:
+    """Installing twice leaves one set of triggers and the schema version recorded."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, owner text)")
+        install.install(conn, "t")
+        install.install(conn, "public.t", channel_column="owner")
+        triggers = conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal"
+        ).fetchone()
+        version = conn.execute(
+            "SELECT value FROM bridge.meta WHERE key = 'schema_version'").fetchone()
+        watched = conn.execute("SELECT channel, channel_column FROM bridge.watched").fetchall()
+    assert triggers == (4,)
+    assert version == (str(install.SCHEMA_VERSION),)
+    assert watched == [("t", "owner")]
+
+
+def test_missing_table_and_missing_primary_key_are_clear_errors(db_url: str) -> None:
+    """A table that does not exist, or has no primary key, is refused with a message."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE nopk (a int)")
+        with pytest.raises(InstallError, match="does not exist"):
+            install.install(conn, "public.nope")
+        with pytest.raises(InstallError, match="no primary key"):
+            install.install(conn, "nopk")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"channel": "bad; DROP TABLE t"}, "not valid"),
+        ({"channel": "Upper"}, "not valid"),
+        ({"channel_column": "owner; --"}, "not valid"),
+        ({"channel_column": "missing"}, "has no column"),
+    ],
+)
+def test_hostile_names_are_refused(db_url: str, kwargs: dict[str, str], message: str) -> None:
+    """Channel and column names that are not plain identifiers never reach SQL."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, owner int)")
+        with pytest.raises(InstallError, match=message):
+            install.install(conn, "t", **kwargs)
+        assert conn.execute("SELECT to_regclass('public.t')").fetchone() == ("t",)
+
+
+def test_quoted_identifiers_work(db_url: str) -> None:
+    """A table whose name needs quoting gets triggers that work."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "My Schema"')
+        conn.execute('CREATE TABLE "My Schema"."Odd ""Name""" ("Key" int PRIMARY KEY)')
+        install.install(conn, '"My Schema"."Odd ""Name"""', channel="odd")
+        conn.execute('INSERT INTO "My Schema"."Odd ""Name""" VALUES (1)')
+        conn.execute("SELECT bridge.stamp()")
+        rows = conn.execute("SELECT channel, tbl, op, pks FROM bridge.log").fetchall()
+    assert rows == [("odd", 'My Schema.Odd "Name"', "INSERT", ["1"])]
+
+
+def test_composite_key_pks_are_arrays(db_url: str) -> None:
+    """A composite primary key travels as an array of strings."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pair (a int, b text, PRIMARY KEY (a, b))")
+        install.install(conn, "pair")
+        conn.execute("INSERT INTO pair VALUES (1, 'x')")
+        assert conn.execute("SELECT pks FROM bridge.log").fetchone() == ([["1", "x"]],)
+
+
+def test_uninstall_removes_triggers_and_functions(db_url: str) -> None:
+    """uninstall-triggers leaves the table without triggers and the bridge without functions."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        install.install(conn, "t")
+        install.uninstall(conn, "t")
+        conn.execute("INSERT INTO t VALUES (1)")
+        assert conn.execute("SELECT count(*) FROM bridge.log").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname LIKE 'capture_%'").fetchone() == (0,)
+        with pytest.raises(InstallError, match="no bridge triggers"):
+            install.uninstall(conn, "t")
+
+
+def test_cli_install_dry_run_and_errors(db_url: str) -> None:
+    """The CLI installs, prints SQL with --dry-run, and exits 2 with a message on errors."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE example_task (id int PRIMARY KEY, owner_id int)")
+    dry = _cli(db_url, "install-triggers", "example_task", "--dry-run")
+    assert dry.returncode == 0 and "CREATE TRIGGER" in dry.stdout
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('bridge.watched')").fetchone() == (None,)
+    done = _cli(db_url, "install-triggers", "public.example_task", "--channel-column", "owner_id")
+    assert done.returncode == 0, done.stderr
+    assert "channel example_task and example_task:owner_id=<value>" in done.stdout
+    missing = _cli(db_url, "install-triggers", "nope")
+    assert missing.returncode == 2
+    assert "error: table 'nope' does not exist" in missing.stderr
+    two = _cli(db_url, "install-triggers", "a", "b", "--channel", "x")
+    assert two.returncode == 2 and "exactly one table" in two.stderr
+
+
+def test_make_install_triggers(db_url: str) -> None:
+    """`make install-triggers DATABASE_URL=... TABLES=...` installs, and refuses without TABLES."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE example_task (id int PRIMARY KEY)")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ok = subprocess.run(["make", "-s", "install-triggers", f"DATABASE_URL={db_url}",
+                         "TABLES=public.example_task"], cwd=repo, text=True,
+                        capture_output=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT tbl FROM bridge.watched").fetchall() == [
+            ("public.example_task",)]
+    refused = subprocess.run(["make", "-s", "install-triggers", f"DATABASE_URL={db_url}"],
+                             cwd=repo, text=True, capture_output=True, timeout=60)
+    assert refused.returncode != 0 and "set TABLES" in refused.stderr
