@@ -35,6 +35,7 @@ def free_port() -> int:
 
 def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # the in-process tests set it for themselves
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
