@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -379,7 +380,12 @@ class Daemon:
             if hub.remembers(pos):
                 frames = hub.replay(channel, pos)
             else:
-                frames = await self._replay_from_log(channel, pos, upto)
+                try:
+                    frames = await self._replay_from_log(channel, pos, upto)
+                except (psycopg.Error, OSError) as exc:
+                    logger.warning("cannot replay from the log: %s", " ".join(str(exc).split()))
+                    self._close(client, 1011, "the event log is unreachable: reconnect later")
+                    return
                 if frames is None:
                     self._resync(client, channel, "position expired")
                     break
