@@ -41,6 +41,7 @@
     maxDelay: 30000,      // the cap of the exponential bound (ms)
     pingInterval: 25000,  // send a ping after this much silence (ms)
     pongTimeout: 10000,   // no frame within this after a ping: the connection is dead
+    openTimeout: 10000,   // a handshake that hangs this long is given up
     authTimeout: 10000    // no `authenticated` within this: reconnect
   };
 
@@ -217,7 +218,6 @@
     _open: function () {
       var self = this;
       if (this._needToken) {
-        this._setState("connecting");
         this._fetchToken().then(function () { self._connect(); }, function (error) {
           report(error);
           self._retry();
@@ -230,7 +230,7 @@
     _connect: function () {
       var self = this, ws;
       if (this._closed) return;
-      this._setState("connecting");
+      if (!this._everLive) this._setState("connecting");  // after a drop: offline until live
       this._authed = false;
       this.subscribed = {};
       try {
@@ -241,7 +241,10 @@
         return;
       }
       this._ws = ws;
+      this._authTimer = setTimeout(function () { self._drop(ws); self._retry(); },
+                                   this.options.openTimeout);
       ws.onopen = function () {
+        clearTimeout(self._authTimer);
         if (self.token) {
           self._send({type: "auth", token: self.token});
           self._authTimer = setTimeout(function () { self._drop(ws); self._retry(); },
@@ -347,6 +350,7 @@
       });
       if (this._authed && pending.length === 0) {
         this._attempt = 0;
+        this._everLive = true;
         this._setState("live");
       }
     },

@@ -1,0 +1,131 @@
+"""bridge.js in Chromium: throttling, first-subscribe refetch, token refresh, dead connections."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.django_site import REPO, Site, log_in
+from tests.timing import scaled
+
+pytest_plugins = ["tests.fix_django"]
+
+BRIDGE_JS = REPO / "django_hooks" / "static" / "django_hooks" / "bridge.js"
+DEADLINE_MS = scaled(30) * 1000
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    context = chromium.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def test_throttle_leads_then_folds_into_one_trailing_call(page: Any) -> None:
+    """refetchOn's throttle: at once on the first change, one call for the rest of the window."""
+    page.set_content("<html><body></body></html>")
+    page.add_script_tag(path=str(BRIDGE_JS))
+    page.evaluate("""() => {
+      window.calls = [];
+      window.trigger = PgBridge.throttle(() => { calls.push(Date.now()); }, 300);
+      for (let i = 0; i < 10; i++) trigger();
+    }""")
+    assert page.evaluate("calls.length") == 1
+    page.wait_for_function("calls.length === 2", timeout=DEADLINE_MS)
+    time.sleep(scaled(0.6))  # past the window: nothing else was owed
+    assert page.evaluate("calls.length") == 2
+
+
+def test_throttle_runs_one_fetch_at_a_time(page: Any) -> None:
+    """A change during a slow fetch waits for it to end: never two fetches in flight."""
+    page.set_content("<html><body></body></html>")
+    page.add_script_tag(path=str(BRIDGE_JS))
+    page.evaluate("""() => {
+      window.inFlight = 0; window.maxInFlight = 0; window.done = 0; window.release = [];
+      window.trigger = PgBridge.throttle(() => {
+        inFlight++; maxInFlight = Math.max(maxInFlight, inFlight);
+        return new Promise(r => release.push(r)).then(() => { inFlight--; done++; });
+      }, 0);
+      trigger(); trigger(); trigger();
+    }""")
+    assert page.evaluate("release.length") == 1
+    page.evaluate("release[0]()")
+    page.wait_for_function("release.length === 2", timeout=DEADLINE_MS)
+    page.evaluate("release[1]()")
+    page.wait_for_function("done === 2", timeout=DEADLINE_MS)
+    assert page.evaluate("maxInFlight") == 1
+
+
+def test_covers_matches_grants(page: Any) -> None:
+    """on()/refetchOn() patterns match channels the way token grants do."""
+    page.set_content("<html><body></body></html>")
+    page.add_script_tag(path=str(BRIDGE_JS))
+    assert page.evaluate("""() => [
+      PgBridge.covers("tasks", "tasks"), PgBridge.covers("tasks", "tasks:owner_id=7"),
+      PgBridge.covers("tasks:owner_id=7", "tasks:owner_id=8"), PgBridge.covers("task", "tasks"),
+      PgBridge.covers("*", "anything")]""") == [True, True, False, False, True]
+
+
+def test_first_subscribed_refetches_once(example_site: Site, page: Any) -> None:
+    """The live page fetches on load and once more when its subscription goes live, no more."""
+    fetches: list[str] = []
+    page.on("request", lambda r: fetches.append(r.url) if r.url.endswith("/task-list") else None)
+    log_in(page, example_site.base, "alice", "/live/")
+    page.wait_for_selector("#bridge-state[data-state=live]", timeout=DEADLINE_MS)
+    page.wait_for_function(
+        "performance.getEntriesByType('resource')"
+        ".filter(e => e.name.endsWith('/task-list')).length >= 2", timeout=DEADLINE_MS)
+    time.sleep(scaled(1.5))  # quiet: a third fetch would have had time to start
+    assert len(fetches) == 2
+
+
+def test_refused_token_is_refreshed_from_the_token_view(example_site: Site, page: Any) -> None:
+    """After a 4001 (token too old for the daemon), bridge.js fetches /bridge/token and goes on."""
+    daemon = example_site.daemon
+    daemon.stop()
+    daemon.args = (*daemon.args, "--token-max-age", "2s")
+    daemon.start()
+    token_requests: list[str] = []
+    page.on("request", lambda r: token_requests.append(r.url) if "/bridge/token" in r.url
+            else None)
+    log_in(page, example_site.base, "alice", "/live/")
+    page.wait_for_selector("#bridge-state[data-state=live]", timeout=DEADLINE_MS)
+    daemon.stop()
+    page.wait_for_selector("#bridge-state[data-state=offline]", timeout=DEADLINE_MS)
+    time.sleep(scaled(2.5))  # the page's token is now older than the daemon accepts
+    daemon.start()
+    page.wait_for_selector("#bridge-state[data-state=live]", timeout=DEADLINE_MS)
+    assert token_requests and "channel=example_task%3Aowner_id%3D7" in token_requests[0]
+    example_site.sql("UPDATE example_task SET title = 'after refresh' WHERE owner_id = 7")
+    page.wait_for_function(
+        "document.getElementById('tasks').innerText.includes('after refresh')",
+        timeout=DEADLINE_MS)
+
+
+def test_dead_connection_is_found_by_ping(example_site: Site, page: Any) -> None:
+    """A daemon that stops answering (SIGSTOP) is detected by ping/pong, then reconnected."""
+    log_in(page, example_site.base, "alice", "/live/")
+    page.wait_for_selector("#bridge-state[data-state=live]", timeout=DEADLINE_MS)
+    page.evaluate("""() => {
+      const c = PgBridge.client;
+      c.options.pingInterval = 300; c.options.pongTimeout = 1000; c.options.maxDelay = 1000;
+      c._schedulePing();
+    }""")
+    proc = example_site.daemon.proc
+    assert proc is not None
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        page.wait_for_selector("#bridge-state[data-state=offline]", timeout=DEADLINE_MS)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    page.wait_for_selector("#bridge-state[data-state=live]", timeout=DEADLINE_MS)
+    example_site.sql("UPDATE example_task SET title = 'after the stall' WHERE owner_id = 7")
+    page.wait_for_function(
+        "document.getElementById('tasks').innerText.includes('after the stall')",
+        timeout=DEADLINE_MS)
