@@ -6,7 +6,7 @@ import pytest
 
 from tests.timing import TIMEOUT_FACTOR
 
-pytest_plugins = ["tests.fix_db", "tests.fix_bridge"]
+pytest_plugins = ["tests.fix_db", "tests.fix_bridge", "tests.fix_django"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

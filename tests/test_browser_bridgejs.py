@@ -13,8 +13,6 @@ import pytest
 from tests.django_site import REPO, Site, log_in
 from tests.timing import scaled
 
-pytest_plugins = ["tests.fix_django"]
-
 BRIDGE_JS = REPO / "django_hooks" / "static" / "django_hooks" / "bridge.js"
 DEADLINE_MS = scaled(30) * 1000
 

@@ -12,8 +12,6 @@ import pytest
 from tests.django_site import Site, log_in
 from tests.timing import scaled
 
-pytest_plugins = ["tests.fix_django"]
-
 DEADLINE_MS = scaled(30) * 1000
 
 

@@ -13,8 +13,6 @@ from example.settings import database_from_url
 from tests.django_site import child_env, free_port, stop_process, wait_http
 from tests.timing import scaled
 
-pytest_plugins = ["tests.fix_django"]
-
 # The project as it was before: a notes app whose page polls a JSON view.
 NOTES_MODELS = '''
 from django.conf import settings

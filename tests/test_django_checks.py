@@ -10,8 +10,6 @@ from bridge import install as bridge_install
 from django_hooks import checks as hook_checks
 from django_hooks.triggers import raw_connection
 
-pytest_plugins = ["tests.fix_django"]
-
 TASK = {"example.Task": {"channel_column": "owner_id"}}
 HINT = "run: python manage.py bridge_install_triggers example.Task"
 

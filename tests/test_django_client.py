@@ -13,8 +13,6 @@ from django.test import Client, RequestFactory, override_settings
 
 from bridge.auth import Verifier
 
-pytest_plugins = ["tests.fix_django"]
-
 SALT = "pg_notify_bridge.token"
 
 

@@ -15,8 +15,6 @@ from bridge.auth import Verifier
 from django_hooks.triggers import raw_connection
 from tests.django_site import REPO, child_env, free_port, stop_process, wait_http
 
-pytest_plugins = ["tests.fix_django"]
-
 
 def make_user(username: str):  # type: ignore[no-untyped-def]
     from django.contrib.auth import get_user_model
