@@ -8,6 +8,7 @@ the daemon has no Django settings, and `signing.loads` would read them.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -81,11 +82,13 @@ def _grant(payload: object) -> Grant:
         raise TokenError("malformed token: bad channel list")
     exp = payload.get("exp")
     if exp is not None:
-        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or not math.isfinite(exp):
             raise TokenError("malformed token: bad exp")
         if exp < time.time():
             raise TokenError("token expired: fetch a fresh one")
     user = payload.get("u")
+    if user is not None and (not isinstance(user, (str, int)) or isinstance(user, bool)):
+        raise TokenError("malformed token: bad user")
     return Grant(None if user is None else str(user), frozenset(chans))
 
 
@@ -96,17 +99,26 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     no configured list, the origin's host must equal the host the client
     connected to (any port), which stops another site from opening a socket
     that rides on the user's cookie. `*` in the list allows every origin.
+    Origins compare without case and without a trailing slash; an Origin or
+    Host that does not parse (`http://[bad`) is refused, never an error.
     """
     if origin is None:
         return True
     allowed = tuple(allowed)
     if allowed:
-        return "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}
+        return "*" in allowed or _normal(origin) in {_normal(a) for a in allowed}
     if not host:
         return False
-    origin_host = urlsplit(origin).hostname
-    request_host = urlsplit("//" + host).hostname
+    try:
+        origin_host = urlsplit(origin).hostname
+        request_host = urlsplit("//" + host).hostname
+    except ValueError:
+        return False
     return origin_host is not None and origin_host == request_host
+
+
+def _normal(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
 
 
 def cookie_token(header: str | None) -> str | None:

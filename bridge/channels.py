@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# `\Z`, not `$`: `$` also matches before a trailing newline, which would let
+# "example_task\n" through to a log line or the bridge.watched table.
 CHANNEL_RE = re.compile(
-    r"^[a-z_][a-z0-9_.]*(:[a-z_][a-z0-9_]*=[A-Za-z0-9_.-]{1,64})?$"
+    r"^[a-z_][a-z0-9_.]*(:[a-z_][a-z0-9_]*=[A-Za-z0-9_.-]{1,64})?\Z"
 )
-BASE_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
-COLUMN_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
-VALUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+BASE_RE = re.compile(r"^[a-z_][a-z0-9_.]*\Z")
+COLUMN_RE = re.compile(r"^[a-z_][a-z0-9_]*\Z")
+VALUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 MAX_LENGTH = 200
 
 

@@ -49,6 +49,15 @@ def parse_size(text: str | int) -> int:
     return int(match.group(1)) * _SIZES[unit]
 
 
+def parse_int(text: str | int) -> int:
+    """A whole number, from a flag's text or a Django setting's int."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if isinstance(text, str) and re.fullmatch(r"\s*\d+\s*", text):
+        return int(text)
+    raise ValueError(f"{text!r} is not a whole number")
+
+
 def parse_bool(text: str | bool) -> bool:
     if isinstance(text, bool):
         return text
@@ -96,7 +105,7 @@ OPTIONS: tuple[Option, ...] = (
            env="DATABASE_URL", metavar="URL"),
     Option("host", "127.0.0.1", "address to listen on; anything beyond loopback is explicit",
            metavar="ADDR"),
-    Option("port", 8765, "WebSocket and HTTP port (0 picks a free one)", int),
+    Option("port", 8765, "WebSocket and HTTP port (0 picks a free one)", parse_int),
     Option("secret_key", None, "Django SECRET_KEY that signs tokens", env="BRIDGE_SECRET_KEY",
            metavar="KEY"),
     Option("secret_key_fallbacks", (), "old keys still accepted during a key rotation",
@@ -119,17 +128,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", "INFO", "DEBUG, INFO, WARNING or ERROR", str.upper, metavar="LEVEL"),
     Option("log_format", "text", "text or json", str.lower, metavar="FORMAT"),
     Option("metrics_port", None, "serve /metrics on this loopback port instead of the public"
-           " one", int, metavar="PORT"),
+           " one", parse_int, metavar="PORT"),
     Option("max_frame_size", 65536, "largest client frame; bigger ones close with 1009",
            parse_size, metavar="BYTES"),
-    Option("max_subscriptions", 100, "subscriptions per connection", int, metavar="N"),
-    Option("max_bad_messages", 20, "bad messages per minute before closing with 4029", int,
+    Option("max_subscriptions", 100, "subscriptions per connection", parse_int, metavar="N"),
+    Option("max_bad_messages", 20, "bad messages per minute before closing with 4029", parse_int,
            metavar="N"),
     Option("auth_timeout", 5.0, "time a /v1 client without any channel has to authenticate",
            parse_duration, metavar="DURATION"),
     Option("handshake_timeout", 10.0, "time a client has to finish the opening handshake",
            parse_duration, metavar="DURATION"),
-    Option("max_connections_per_ip", 0, "connections per client address (0: no limit)", int,
+    Option("max_connections_per_ip", 0, "connections per client address (0: no limit)", parse_int,
            metavar="N"),
     Option("trusted_proxies", (), "proxy networks whose X-Forwarded-For is believed",
            parse_networks, is_list=True, metavar="CIDR"),
@@ -143,9 +152,9 @@ OPTIONS: tuple[Option, ...] = (
            metavar="DURATION"),
     Option("tls_cert", None, "PEM certificate: serve wss:// directly", metavar="FILE"),
     Option("tls_key", None, "PEM private key for --tls-cert", metavar="FILE"),
-    Option("replay_limit", 10000, "events a resume may replay before a resync instead", int,
+    Option("replay_limit", 10000, "events a resume may replay before a resync instead", parse_int,
            metavar="N"),
-    Option("memory_events", 10000, "recent events kept in memory to serve resumes", int,
+    Option("memory_events", 10000, "recent events kept in memory to serve resumes", parse_int,
            metavar="N"),
 )
 
@@ -226,12 +235,12 @@ def resolve(args: argparse.Namespace | Mapping[str, Any] | None = None,
         if option.name in raw:
             _, source, value = raw[option.name]
         elif option.name in django_values:
-            source, value = "Django settings", django_values[option.name]
+            source, value = django_values[option.name]
         else:
             values[option.name] = option.default
             continue
         try:
-            values[option.name] = option.parse(value)
+            values[option.name] = _within_bounds(option.name, option.parse(value))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{source}: {exc}") from exc
     config = Config(**values)
@@ -239,34 +248,64 @@ def resolve(args: argparse.Namespace | Mapping[str, Any] | None = None,
     return config
 
 
+_INF = float("inf")
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "port": (0, 65535),
+    "metrics_port": (0, 65535),
+    "token_max_age": (1, _INF),
+    "max_frame_size": (128, _INF),
+    "max_subscriptions": (1, _INF),
+    "max_bad_messages": (0, _INF),
+    "auth_timeout": (0.001, _INF),
+    "handshake_timeout": (0.001, _INF),
+    "max_connections_per_ip": (0, _INF),
+    "max_client_buffer": (1024, _INF),
+}
+
+
+def _within_bounds(name: str, value: Any) -> Any:
+    """The value, if it lies in the option's range (a limit of 0 would lock everyone out)."""
+    if name not in _BOUNDS:
+        return value
+    low, high = _BOUNDS[name]
+    if not low <= value <= high:
+        wanted = f"at least {low:g}" if high == _INF else f"from {low:g} to {high:g}"
+        raise ValueError(f"{value!r} is out of range: use {wanted}")
+    return value
+
+
 def _value(raw: dict[str, Any], name: str) -> Any:
     return raw[name][2] if name in raw else None
 
 
-def _from_django(module_name: str) -> dict[str, Any]:
+def _from_django(module_name: str) -> dict[str, tuple[str, Any]]:
     """SECRET_KEY, SECRET_KEY_FALLBACKS and the BRIDGE dict of a Django settings module.
 
     The module is imported as a plain module: the daemon does not set Django up,
-    it only needs a few values, and signing works with explicit keys.
+    it only needs a few values, and signing works with explicit keys. Each value
+    comes with the setting it was read from, for error messages. A None in
+    BRIDGE means "not set" (the Django side's defaults use it that way).
     """
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"cannot import Django settings {module_name!r}: {exc}") from exc
-    values: dict[str, Any] = {}
+    where = f"Django settings {module_name}"
+    values: dict[str, tuple[str, Any]] = {}
     bridge = getattr(module, "BRIDGE", {}) or {}
     for key, value in bridge.items():
-        name = key.lower()
-        if name in _BY_NAME:
-            values[name] = value
+        name = str(key).lower()
+        if name in _BY_NAME and value is not None:
+            values[name] = (f"{where} BRIDGE[{key!r}]", value)
     if getattr(module, "SECRET_KEY", None):
-        values.setdefault("secret_key", module.SECRET_KEY)
+        values.setdefault("secret_key", (f"{where} SECRET_KEY", module.SECRET_KEY))
     if getattr(module, "SECRET_KEY_FALLBACKS", None):
-        values.setdefault("secret_key_fallbacks", list(module.SECRET_KEY_FALLBACKS))
+        values.setdefault("secret_key_fallbacks", (f"{where} SECRET_KEY_FALLBACKS",
+                                                   list(module.SECRET_KEY_FALLBACKS)))
     if "database_url" not in values:
         url = _database_url(getattr(module, "DATABASES", {}).get("default", {}))
         if url:
-            values["database_url"] = url
+            values["database_url"] = (f"{where} DATABASES['default']", url)
     return values
 
 
@@ -288,6 +327,7 @@ def _check(config: Config) -> None:
         raise ConfigError(f"--log-level {config.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
+
     from . import channels
 
     for name in (*config.allow_anonymous, *config.legacy_channels):

@@ -28,6 +28,7 @@ WATCHED_PAYLOAD = "watched"
 PKS_CAP = 100
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 OPS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+MAX_TABLE_NAME = 300  # two 63-byte identifiers, quoted, with every quote doubled
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,25 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
 
 def resolve(conn: psycopg.Connection, table: str) -> Table:
-    """Look `table` up in the catalog; raise InstallError when it cannot be watched."""
-    row = conn.execute(
-        """
-        SELECT n.nspname, c.relname, c.relkind
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.oid = to_regclass(%s)
-        """,
-        (table,),
-    ).fetchone()
+    """Look `table` up in the catalog; raise InstallError when it cannot be watched.
+
+    The name only ever travels as a bound parameter to to_regclass(), which
+    parses it as PostgreSQL would (quotes, schema) and returns NULL for no such
+    table; what comes back from the catalog is then quoted with sql.Identifier.
+    """
+    if not table or len(table) > MAX_TABLE_NAME or not table.isprintable():
+        raise InstallError(f"{table[:80]!r} is not a table name: use [schema.]table")
+    try:
+        row = conn.execute(
+            """
+            SELECT n.nspname, c.relname, c.relkind
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.oid = to_regclass(%s)
+            """,
+            (table,),
+        ).fetchone()
+    except psycopg.errors.SyntaxError as exc:  # "a.b.c.d": improper relation name
+        raise InstallError(f"{table!r} is not a table name: {exc}") from exc
     if row is None:
         raise InstallError(f"table {table!r} does not exist: check the name and the search_path")
     schema, name, kind = row
@@ -128,6 +139,12 @@ def plan(
     if not channels.BASE_RE.match(channel):
         raise InstallError(
             f"channel {channel!r} is not valid: use lower case letters, digits, _ and ."
+        )
+    row_suffix = len(f":{channel_column}=") + 64 if channel_column else 0
+    if len(channel) + row_suffix > channels.MAX_LENGTH:
+        raise InstallError(
+            f"channel {channel[:80]!r} is too long: its channels must fit in"
+            f" {channels.MAX_LENGTH} characters"
         )
     if channel_column is not None:
         if not channels.COLUMN_RE.match(channel_column):

@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import ssl
 import time
+import weakref
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,21 @@ class Handshake:
     legacy_channels: tuple[str, ...] = ()
 
 
+class _FramesUnlogged(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' logger with DEBUG switched off.
+
+    At DEBUG, websockets logs every request header and every frame, and those
+    carry tokens (the bridge_token cookie, the auth message), along with
+    tracebacks for each malformed handshake. Its INFO and above still flow.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+_WEBSOCKETS_LOGGER = _FramesUnlogged(logging.getLogger("websockets.server"), {})
+
+
 class Daemon:
     """The bridge daemon: database listener, hub, and WebSocket server."""
 
@@ -86,7 +102,10 @@ class Daemon:
                                  instance=f"{config.host}:{config.port}")
         self.clients: set[Client] = set()
         self._per_address: Counter[str] = Counter()
-        self._handshakes: dict[ServerConnection, Handshake] = {}
+        # Weak: a handshake that process_request accepted can still fail (a plain GET,
+        # a bad Sec-WebSocket-Key) and never reach _handler; its entry must not stay.
+        self._handshakes: weakref.WeakKeyDictionary[ServerConnection, Handshake] = (
+            weakref.WeakKeyDictionary())
         self._cursor_waiters: list[tuple[log.Pos, asyncio.Future[None]]] = []
         self._server: Server | None = None
         self._listener_task: asyncio.Task[None] | None = None
@@ -112,6 +131,7 @@ class Daemon:
             close_timeout=2,
             ssl=self._ssl_context(),
             server_header="pg-notify-bridge",
+            logger=_WEBSOCKETS_LOGGER,
         )
         if cfg.metrics_port is not None:
             from prometheus_client import start_http_server
@@ -168,8 +188,12 @@ class Daemon:
             return response
         if path not in ("/", "/v1"):
             return connection.respond(404, "not found: use /v1 (JSON) or / (legacy)\n")
-        if not origin_allowed(request.headers.get("Origin"), request.headers.get("Host"),
-                              self.config.allowed_origins):
+        origins = request.headers.get_all("Origin")
+        hosts = request.headers.get_all("Host")
+        if len(origins) > 1 or not origin_allowed(
+            origins[0] if origins else None, hosts[0] if len(hosts) == 1 else None,
+            self.config.allowed_origins,
+        ):
             self.metrics.auth_failures.labels(reason="origin").inc()
             return connection.respond(403, "origin not allowed\n")
         address = self._client_address(connection, request)
@@ -177,7 +201,7 @@ class Daemon:
         if limit and self._per_address[address] >= limit:
             return connection.respond(429, "too many connections from this address\n")
         grant: Grant | None = None
-        token = cookie_token(request.headers.get("Cookie"))
+        token = cookie_token("; ".join(request.headers.get_all("Cookie")))
         if token is not None:
             try:
                 grant = self.verifier.verify(token)
@@ -196,7 +220,7 @@ class Daemon:
 
     def _client_address(self, connection: ServerConnection, request: Request) -> str:
         peer = connection.remote_address[0] if connection.remote_address else "?"
-        forwarded = request.headers.get("X-Forwarded-For")
+        forwarded = ",".join(request.headers.get_all("X-Forwarded-For"))
         if not forwarded or not self._trusted(peer):
             return str(peer)
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
@@ -320,6 +344,7 @@ class Daemon:
             self._close(client, protocol.CLOSE_UNAUTHORIZED, str(exc))
             return
         client.grant = grant
+        client.refused.clear()  # asked before the token arrived: not "asked again"
         if client.timer is not None:
             client.timer.cancel()
             client.timer = None
