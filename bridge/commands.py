@@ -7,21 +7,22 @@ the user can act on.
 
 from __future__ import annotations
 
-import re
-import urllib.request
 from collections.abc import Sequence
 
 import psycopg
 
-from . import install
+from . import install, log, metrics
 from .config import Config
 from .errors import DatabaseError, InstallError
+from .listener import APPLICATION_NAME
+
+ADMIN_APPLICATION_NAME = APPLICATION_NAME + " admin"
 
 
 def connect(config: Config) -> psycopg.Connection:
     try:
         return psycopg.connect(str(config.database_url), autocommit=True,
-                               application_name="pg_notify_bridge admin", connect_timeout=10)
+                               application_name=ADMIN_APPLICATION_NAME, connect_timeout=10)
     except psycopg.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {' '.join(str(exc).split())}"
                             ) from exc
@@ -55,49 +56,103 @@ def uninstall_triggers(config: Config, tables: Sequence[str]) -> int:
 
 
 def status(config: Config, metrics_urls: Sequence[str]) -> int:
-    """Print instances (from pg_stat_activity), log size and positions, and daemon metrics."""
+    """Print one screen: instances (pg_stat_activity), the log, watched tables, daemon metrics.
+
+    Returns 1 when a --metrics-url cannot be read, so scripts notice a dead daemon.
+    """
     with connect(config) as conn:
         if conn.execute("SELECT to_regclass('bridge.log')").fetchone() == (None,):
-            raise DatabaseError("the database has no bridge schema: run make install-triggers")
-        instances = conn.execute(
-            "SELECT application_name, client_addr, backend_start, state FROM pg_stat_activity"
-            " WHERE application_name LIKE 'pg_notify_bridge %%' AND query ILIKE 'LISTEN%%'"
-            " ORDER BY backend_start"
-        ).fetchall()
-        rows, oldest, newest, unstamped = conn.execute(
-            "SELECT count(*), min(tick), max(tick), count(*) FILTER (WHERE tick IS NULL)"
-            " FROM bridge.log"
-        ).fetchone() or (0, None, None, 0)
-        size = conn.execute(
-            "SELECT pg_size_pretty(pg_total_relation_size('bridge.log'))"
-        ).fetchone()
-        watched = conn.execute(
-            "SELECT tbl, channel, channel_column FROM bridge.watched ORDER BY tbl"
-        ).fetchall()
-    print(f"instances ({len(instances)}):")
-    for name, addr, started, state in instances:
-        print(f"  {name}  from {addr or 'local socket'}  since {started:%Y-%m-%d %H:%M:%S}"
-              f"  {state}")
-    print(f"log: {rows} rows ({size[0] if size else '?'}), ticks {oldest} .. {newest},"
-          f" {unstamped} not yet stamped")
-    print(f"watched tables ({len(watched)}):")
-    for tbl, channel, column in watched:
-        print(f"  {tbl} -> {channel}" + (f" (+ {channel}:{column}=<value>)" if column else ""))
+            raise DatabaseError("the database has no bridge schema: run `make install-triggers`"
+                                " (or `python -m bridge install-triggers TABLE`) first")
+        lines = _database_status(conn)
+    for line in lines:
+        print(line)
+    failed = 0
+    totals = [0, 0]
     for url in metrics_urls:
-        print(f"daemon {url}:")
-        for line in _metrics_summary(url):
-            print(f"  {line}")
-    return 0
+        try:
+            summary = metrics.scrape(url)
+        except (OSError, ValueError) as exc:
+            failed += 1
+            print(f"daemon {url}: unreachable ({' '.join(str(exc).split())})")
+            continue
+        totals[0] += summary.total_clients
+        totals[1] += summary.total_subscriptions
+        for line in _daemon_status(url, summary):
+            print(line)
+    if len(metrics_urls) > 1:
+        print(f"total: {totals[0]} clients, {totals[1]} subscriptions on"
+              f" {len(metrics_urls) - failed} of {len(metrics_urls)} daemons")
+    return 1 if failed else 0
 
 
-_WANTED = re.compile(r"^(bridge_connections|bridge_listener_up|bridge_events_read_total|"
-                     r"bridge_slow_consumer_closes_total|bridge_cursor_tick)\b")
+def _database_status(conn: psycopg.Connection) -> list[str]:
+    meta = dict(conn.execute("SELECT key, value FROM bridge.meta").fetchall())
+    db_id = meta.get("db_id", "?")
+    lines = [f"database {conn.info.dbname} (db_id {db_id}, schema version"
+             f" {meta.get('schema_version', '?')})"]
+    instances = conn.execute(
+        "SELECT application_name, coalesce(host(client_addr), 'local socket'), count(*),"
+        " min(backend_start), now() - min(backend_start) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND application_name LIKE %s"
+        " AND application_name <> %s GROUP BY 1, 2 ORDER BY 4",
+        (APPLICATION_NAME + " %", ADMIN_APPLICATION_NAME),
+    ).fetchall()
+    lines.append(f"instances ({len(instances)}):")
+    for name, addr, count, started, age in instances:
+        lines.append(f"  {name}  from {addr}  {count} connections  since"
+                     f" {started:%Y-%m-%d %H:%M:%S} ({_ago(age.total_seconds())})")
+    counts = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE tick IS NULL) FROM bridge.log").fetchone()
+    rows, unstamped = counts or (0, 0)
+    size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('bridge.log'))").fetchone()
+    ends = []
+    for order in ("ASC", "DESC"):
+        row = conn.execute(
+            "SELECT l.tick, l.id, extract(epoch FROM now() - t.stamped_at) FROM bridge.log l"
+            " LEFT JOIN bridge.tick t USING (tick) WHERE l.tick IS NOT NULL"
+            f" ORDER BY l.tick {order}, l.id {order} LIMIT 1"
+        ).fetchone()
+        ends.append("none" if row is None else
+                    f"{log.format_position(db_id, (row[0], row[1]))}"
+                    + ("" if row[2] is None else f" ({_ago(float(row[2]))})"))
+    lines.append(f"log: {rows} rows, {size[0] if size else '?'}; oldest {ends[0]}, newest"
+                 f" {ends[1]}; {unstamped} not yet stamped; pruned through tick"
+                 f" {meta.get('pruned_through', '0')}")
+    watched = conn.execute(
+        "SELECT tbl, channel, channel_column FROM bridge.watched ORDER BY tbl").fetchall()
+    lines.append(f"watched tables ({len(watched)}):")
+    for tbl, channel, column in watched:
+        lines.append(f"  {tbl} -> {channel}"
+                     + (f" (+ {channel}:{column}=<value>)" if column else ""))
+    return lines
 
 
-def _metrics_summary(url: str) -> list[str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-    except OSError as exc:
-        return [f"unreachable: {exc}"]
-    return [line for line in text.splitlines() if _WANTED.match(line)]
+def _daemon_status(url: str, s: metrics.Summary) -> list[str]:
+    name = f" ({s.instance}, {s.version})" if s.instance else ""
+    by_endpoint = ", ".join(f"{k} {int(v)}" for k, v in sorted(s.clients.items()))
+    by_channel = ", ".join(f"{k} {int(v)}" for k, v in sorted(s.channels.items()) if v)
+    p50, p99 = s.lag_quantile(0.5), s.lag_quantile(0.99)
+    lag = ("no deliveries yet" if p50 is None or p99 is None else
+           f"p50 <= {_ms(p50)}, p99 <= {_ms(p99)}, mean {_ms(s.lag_sum / s.lag_count)}"
+           f" over {int(s.lag_count)} wakes")
+    return [
+        f"daemon {url}{name}: {'ready' if s.listener_up else 'NOT READY'}",
+        f"  clients {s.total_clients} ({by_endpoint or 'none'});"
+        f" subscriptions {s.total_subscriptions} ({by_channel or 'none'})",
+        f"  lag {lag}",
+        f"  events read {int(s.events_read)}, frames sent {int(s.frames_sent)}, resyncs"
+        f" {int(s.resyncs)}, slow-consumer closes {int(s.slow_closes)}, listener reconnects"
+        f" {int(s.listener_reconnects)}",
+    ]
+
+
+def _ms(seconds: float) -> str:
+    return "inf" if seconds == float("inf") else f"{seconds * 1000:g}ms"
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit} ago"
+    return f"{seconds:.0f}s ago"

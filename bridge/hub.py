@@ -69,6 +69,19 @@ class Hub(Generic[C]):
         """Whether every event after `since` up to the cursor is in memory."""
         return since >= self._floor
 
+    def forget_through(self, tick: int) -> None:
+        """Drop the events of ticks up to `tick` (pruned from the log).
+
+        A position in a pruned tick then gets the same answer from every
+        daemon (a resync), not a replay from whichever still remembers it.
+        """
+        floor = (tick + 1, 0)
+        if tick <= 0 or self._floor >= floor:
+            return
+        start = bisect.bisect_left(self._recent, floor, key=lambda e: e.pos)
+        del self._recent[:start]
+        self._floor = floor
+
     def replay(self, channel: str, since: Pos) -> list[bytes]:
         """Frames of `channel` after `since` up to the cursor, from memory (see remembers())."""
         start = bisect.bisect_right(self._recent, since, key=lambda e: e.pos)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
+import time
 from contextlib import AsyncExitStack
 
 import psycopg
@@ -25,6 +27,10 @@ from .reader import Reader
 logger = logging.getLogger("bridge.listener")
 
 APPLICATION_NAME = "pg_notify_bridge"
+STABLE_SESSION = 10.0
+"""Seconds a session must stay up before its loss restarts the backoff from the base."""
+PROBE_PREFIX = "probe:"
+PROBE_TIMEOUT = 3.0
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                "keepalives_count": 3}
 
@@ -56,7 +62,9 @@ class Listener:
         self.ready = asyncio.Event()
         self.connected_once = asyncio.Event()
         self._wake = asyncio.Event()
+        self._woken_at: float | None = None
         self.backoff = Backoff()
+        self._up_since: float | None = None
 
     async def connect(self) -> psycopg.AsyncConnection:
         return await psycopg.AsyncConnection.connect(
@@ -74,8 +82,13 @@ class Listener:
                     raise
                 logger.exception("the database can no longer serve the daemon")
             except (psycopg.Error, OSError) as exc:
-                logger.warning("database connection lost: %s", _one_line(exc))
+                what = "connection lost" if self.connected_once.is_set() else "unreachable"
+                logger.warning("database %s: %s", what, _one_line(exc))
             self._set_ready(False)
+            loop = asyncio.get_running_loop()
+            if self._up_since is not None and loop.time() - self._up_since >= STABLE_SESSION:
+                self.backoff.reset()
+            self._up_since = None
             delay = self.backoff.next_delay()
             logger.info("reconnecting to the database in %.2fs", delay)
             await asyncio.sleep(delay)
@@ -86,11 +99,12 @@ class Listener:
             query_conn = await stack.enter_async_context(await self.connect())
             await _refuse_standby(query_conn)
             await listen_conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            await _probe_listen(listen_conn, query_conn)
             if self.connected_once.is_set():
                 self.metrics.listener_reconnects.inc()
             await self.reader.start(query_conn)
             self.connected_once.set()
-            self.backoff.reset()
+            self._up_since = asyncio.get_running_loop().time()
             self._wake.set()
             listen_task = asyncio.create_task(self._listen(listen_conn))
             try:
@@ -104,7 +118,9 @@ class Listener:
                         listen_task.result()
                         raise psycopg.OperationalError("the LISTEN connection ended")
                     self._wake.clear()
-                    await self.reader.catch_up(query_conn)
+                    woken, self._woken_at = self._woken_at, None
+                    if await self.reader.catch_up(query_conn) and woken is not None:
+                        self.metrics.delivery_lag.observe(time.monotonic() - woken)
                     self._set_ready(True)
             finally:
                 listen_task.cancel()
@@ -115,8 +131,12 @@ class Listener:
 
     async def _listen(self, conn: psycopg.AsyncConnection) -> None:
         async for notify in conn.notifies():
+            if notify.payload.startswith(PROBE_PREFIX):
+                continue  # another daemon checking its own LISTEN
             if notify.payload == WATCHED_PAYLOAD:
                 self.reader.reload_watched = True
+            if self._woken_at is None:  # the first commit since the last catch-up
+                self._woken_at = time.monotonic()
             self._wake.set()
 
     def _set_ready(self, ready: bool) -> None:
@@ -137,6 +157,29 @@ async def _refuse_standby(conn: psycopg.AsyncConnection) -> None:
             "the database is a standby: LISTEN and the log's stamps need the primary,"
             " point --database-url at it"
         )
+
+
+async def _probe_listen(listen_conn: psycopg.AsyncConnection,
+                        query_conn: psycopg.AsyncConnection) -> None:
+    """Refuse a connection on which LISTEN cannot work (PgBouncer's transaction pooling).
+
+    Detected by what it does, not by asking: NOTIFY a random probe from the
+    query connection and require it on the LISTEN connection. A transaction
+    pooler hands the LISTEN's server connection to other clients, so the probe
+    never comes back. Other notifications read meanwhile are not lost: the
+    reader catches up from the log after this.
+    """
+    probe = PROBE_PREFIX + secrets.token_hex(8)
+    await query_conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, probe))
+    async for notify in listen_conn.notifies(timeout=PROBE_TIMEOUT):
+        if notify.payload == probe:
+            return
+    raise DatabaseError(
+        f"LISTEN does not work on this connection (a NOTIFY probe did not come back within"
+        f" {PROBE_TIMEOUT:g}s), as behind PgBouncer's transaction pooling (pool_mode ="
+        " transaction): point --database-url at PostgreSQL directly, or at a pool in session"
+        " mode"
+    )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -58,6 +58,29 @@ class Event:
 
 
 _COLUMNS = "tick, id, channel, tbl, op, pks, count"
+_RANGE = "tick IS NOT NULL AND (tick, id) > (%(after_tick)s, %(after_id)s)"
+
+READ_AFTER = (
+    f"SELECT {_COLUMNS} FROM bridge.log WHERE {_RANGE} ORDER BY tick, id LIMIT %(limit)s"
+)
+"""Rows after a position: an index scan of log_position (tick, id) that stops at the limit."""
+
+_CHANNEL_ROWS = (
+    f"SELECT {_COLUMNS} FROM bridge.log WHERE channel = %(channel)s AND {_RANGE}"
+    " AND (tick, id) <= (%(upto_tick)s, %(upto_id)s)"
+)
+READ_CHANNEL = f"{_CHANNEL_ROWS} ORDER BY tick, id LIMIT %(limit)s"
+"""A table channel's rows in a range: log_channel (channel, tick, id), or log_position when
+the channel is most of the log."""
+
+READ_ROW_CHANNEL = (
+    f"{_CHANNEL_ROWS} UNION ALL"
+    f" SELECT {_COLUMNS} FROM bridge.log WHERE channel = %(base)s AND op = 'TRUNCATE' AND {_RANGE}"
+    " AND (tick, id) <= (%(upto_tick)s, %(upto_id)s)"
+    " ORDER BY tick, id LIMIT %(limit)s"
+)
+"""A row channel's rows plus its table's TRUNCATEs: log_channel, and the tiny log_truncate
+(a plain OR would read every row of the table channel to find the TRUNCATEs)."""
 
 
 def _event(row: tuple[Any, ...]) -> Event:
@@ -107,12 +130,21 @@ async def pruned_through(conn: psycopg.AsyncConnection) -> int:
     return int(row[0]) if row else 0
 
 
+def expired(pos: Pos, pruned_through: int) -> bool:
+    """Whether rows after `pos` may have been pruned, so a resume from it cannot be proven.
+
+    Pruning deletes whole ticks up to pruned_through. A position in an earlier
+    tick, or inside the last pruned one (whose later rows are gone), has
+    expired. (pruned_through, 0) has not: it is the head a daemon gives out
+    when the log is empty, so nothing after it was deleted ((0, 0) likewise).
+    """
+    return pos[0] < pruned_through or (pos[0] == pruned_through and pos[1] > 0)
+
+
 async def read_after(conn: psycopg.AsyncConnection, after: Pos, limit: int) -> list[Event]:
     """Stamped rows after a position, in position order (index log_position)."""
     cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM bridge.log WHERE tick IS NOT NULL AND (tick, id) > (%s, %s)"
-        " ORDER BY tick, id LIMIT %s",
-        (after[0], after[1], limit),
+        READ_AFTER, {"after_tick": after[0], "after_id": after[1], "limit": limit}
     )
     return [_event(r) for r in await cur.fetchall()]
 
@@ -132,17 +164,14 @@ async def read_channel(
 ) -> list[Event]:
     """One channel's rows in (after, upto], plus its table's TRUNCATEs for a row channel.
 
-    Served by index log_channel (channel, tick, id): the cost is the rows of
-    that channel in the range, not the size of the log.
+    Served by the indexes log_channel (channel, tick, id) and log_truncate: the
+    cost is the rows of that channel in the range, not the size of the log
+    (docs/guarantees.md has the numbers for a log of 1,000,000 rows).
     """
     base = channel.partition(":")[0]
-    cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM bridge.log WHERE tick IS NOT NULL"
-        " AND (channel = %s OR (channel = %s AND op = 'TRUNCATE'))"
-        " AND (tick, id) > (%s, %s) AND (tick, id) <= (%s, %s)"
-        " ORDER BY tick, id LIMIT %s",
-        (channel, base, after[0], after[1], upto[0], upto[1], limit),
-    )
+    params = {"channel": channel, "base": base, "after_tick": after[0], "after_id": after[1],
+              "upto_tick": upto[0], "upto_id": upto[1], "limit": limit}
+    cur = await conn.execute(READ_CHANNEL if base == channel else READ_ROW_CHANNEL, params)
     return [_event(r) for r in await cur.fetchall()]
 
 
@@ -151,3 +180,22 @@ async def prune(conn: psycopg.AsyncConnection, retention: float) -> int:
     cur = await conn.execute("SELECT bridge.prune(make_interval(secs => %s))", (retention,))
     row = await cur.fetchone()
     return int(row[0]) if row and row[0] else 0
+
+
+async def stats(conn: psycopg.AsyncConnection) -> tuple[Any, ...]:
+    """Size and extent of the log for metrics: bytes, estimated rows, unstamped rows, oldest
+    (tick, id), its age in seconds, pruned_through. Cheap: sizes and indexes, no full scan."""
+    cur = await conn.execute(
+        "SELECT pg_total_relation_size('bridge.log'),"
+        " greatest((SELECT reltuples FROM pg_class WHERE oid = 'bridge.log'::regclass), 0),"
+        " (SELECT count(*) FROM bridge.log WHERE tick IS NULL),"
+        " o.tick, o.id,"
+        " extract(epoch FROM clock_timestamp() - (SELECT stamped_at FROM bridge.tick t"
+        "   WHERE t.tick = o.tick)),"
+        " (SELECT value::bigint FROM bridge.meta WHERE key = 'pruned_through')"
+        " FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT tick, id FROM bridge.log"
+        "   WHERE tick IS NOT NULL ORDER BY tick, id LIMIT 1) o ON true"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return tuple(row)

@@ -46,6 +46,13 @@ class Reader:
         self.started = False
         self.reload_watched = True
         self._last_prune = 0.0
+        # When the last complete read began, and whether the cursor ends a
+        # whole tick (a read stopped at BATCH_ROWS may end inside one): a
+        # reader that has not read for half the retention checks, after its
+        # next read, that no tick after its cursor was pruned meanwhile.
+        self._read_at = time.monotonic()
+        self._whole_tick = True
+        self._check_pruned = False
 
     async def start(self, conn: psycopg.AsyncConnection) -> None:
         """On each (re)connection: check the schema, then place or check the cursor."""
@@ -55,6 +62,7 @@ class Reader:
         self.reload_watched = False
         if not self.started:
             self.hub.db_id = db_id
+            self._read_at = time.monotonic()
             await log.stamp(conn)
             head = await log.head(conn)
             self.hub.start(head, await log.read_last(conn, self.memory_events))
@@ -68,6 +76,7 @@ class Reader:
             await log.stamp(conn)
             self._resync_all(await log.head(conn), "database replaced")
             return
+        self._check_pruned = True
         await self._skip_gap_if_too_large(conn)
 
     async def catch_up(self, conn: psycopg.AsyncConnection) -> int:
@@ -76,27 +85,44 @@ class Reader:
             self.reload_watched = False
             self.hub.watched = await log.watched(conn)
         await log.stamp(conn)
+        check = self._check_pruned or time.monotonic() - self._read_at > self.retention / 2
         total = 0
         while True:
-            events = await log.read_after(conn, self.hub.cursor, BATCH_ROWS)
-            if not events:
-                break
-            batch = self.hub.publish(events)
-            total += batch.events
-            self.metrics.events_read.inc(batch.events)
-            self.metrics.cursor_tick.set(self.hub.cursor[0])
-            self.deliver(batch)
-            if len(events) < BATCH_ROWS:
+            started = time.monotonic()
+            before = self.hub.cursor
+            events = await log.read_after(conn, before, BATCH_ROWS)
+            if check:
+                # After the read, not before: a prune that committed before the
+                # read's snapshot shows here, one after it deleted nothing we read.
+                check = self._check_pruned = False
+                if self._missed(before, await log.pruned_through(conn)):
+                    self._resync_all(await log.head(conn), "log pruned before it was read")
+                    continue
+            self._whole_tick = len(events) < BATCH_ROWS
+            if events:
+                batch = self.hub.publish(events)
+                total += batch.events
+                self.metrics.events_read.inc(batch.events)
+                self.metrics.cursor_tick.set(self.hub.cursor[0])
+                self.deliver(batch)
+            if self._whole_tick:
+                self._read_at = started
                 break
         await self._maybe_prune(conn)
         return total
 
+    def _missed(self, cursor: log.Pos, pruned_through: int) -> bool:
+        """Whether pruning deleted rows after `cursor` (ticks are deleted whole)."""
+        if cursor[0] == pruned_through:
+            return not self._whole_tick
+        return cursor[0] < pruned_through
+
     async def _skip_gap_if_too_large(self, conn: psycopg.AsyncConnection) -> None:
-        """After a reconnect: replay what was missed, unless it is more than replay_limit."""
+        """After a reconnect: replay what was missed, unless it is more than replay_limit.
+
+        Rows pruned while disconnected are caught by the next catch_up's check.
+        """
         await log.stamp(conn)
-        if self.hub.cursor[0] <= await log.pruned_through(conn) and self.hub.cursor != log.ORIGIN:
-            self._resync_all(await log.head(conn), "log pruned while disconnected")
-            return
         backlog = await log.read_after(conn, self.hub.cursor, 1)
         if not backlog:
             return
@@ -111,6 +137,7 @@ class Reader:
 
     def _resync_all(self, head: log.Pos, reason: str) -> None:
         batch = self.hub.resync_all(head, reason)
+        self._whole_tick = True
         self.metrics.resyncs.labels(reason="gap").inc(sum(len(d.clients) for d in batch.deliveries))
         self.deliver(batch)
 
@@ -122,3 +149,6 @@ class Reader:
         deleted = await log.prune(conn, self.retention)
         if deleted:
             logger.info("pruned %d log rows older than %ss", deleted, self.retention)
+        # Whichever daemon pruned, forget those ticks, so that every daemon
+        # answers a resume from a pruned position alike: with a resync.
+        self.hub.forget_through(await log.pruned_through(conn))

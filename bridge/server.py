@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
+import socket
 import ssl
 import time
 import weakref
@@ -29,12 +31,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from . import channels, log, protocol
+from . import __version__, channels, log, protocol
 from .auth import Grant, TokenError, Verifier, cookie_token, origin_allowed
 from .config import Config, require
 from .hub import Batch, Hub, Throttle
-from .listener import Listener
-from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .listener import APPLICATION_NAME, Listener
+from .metrics import CONTENT_TYPE_LATEST, LogStats, Metrics, fold_channel
 from .reader import Reader
 
 logger = logging.getLogger("bridge.server")
@@ -42,6 +44,8 @@ logger = logging.getLogger("bridge.server")
 V1, LEGACY = "v1", "legacy"
 REPLAY_STALL = 10.0
 CURSOR_WAIT = 5.0
+LOG_STATS_EVERY = 5.0
+LOG_STATS_TIMEOUT = 3.0
 
 
 @dataclass(eq=False)
@@ -99,7 +103,11 @@ class Daemon:
                              replay_limit=config.replay_limit,
                              memory_events=config.memory_events)
         self.listener = Listener(str(config.database_url), self.reader, self.metrics,
-                                 instance=f"{config.host}:{config.port}")
+                                 instance=f"{socket.gethostname()}:{config.port}")
+        self.metrics.watch_subscriptions(self._subscription_counts)
+        self.draining = False
+        self._log_stats_at = -math.inf
+        self._log_stats_lock = asyncio.Lock()
         self.clients: set[Client] = set()
         self._per_address: Counter[str] = Counter()
         # Weak: a handshake that process_request accepted can still fail (a plain GET,
@@ -116,7 +124,6 @@ class Daemon:
     async def start(self) -> None:
         """Start listening to the database and serving clients (returns once bound)."""
         cfg = self.config
-        self._listener_task = asyncio.create_task(self.listener.run(), name="listener")
         self._server = await serve(
             self._handler,
             cfg.host,
@@ -133,12 +140,20 @@ class Daemon:
             server_header="pg-notify-bridge",
             logger=_WEBSOCKETS_LOGGER,
         )
+        # Named after the bound port (--port 0 picks one), so `status` tells daemons apart.
+        self.listener.application_name = self._instance_name()
+        self.metrics.info.clear()
+        self.metrics.info.labels(version=__version__,
+                                 instance=self.listener.application_name).set(1)
+        self._listener_task = asyncio.create_task(self.listener.run(), name="listener")
         if cfg.metrics_port is not None:
-            from prometheus_client import start_http_server
-
-            self._metrics_server, _ = start_http_server(
-                cfg.metrics_port, addr="127.0.0.1", registry=self.metrics.registry
+            # Loopback only, and only /metrics, /healthz and /readyz: every request
+            # gets an HTTP answer, so no WebSocket is ever opened on this port.
+            self._metrics_server = await serve(
+                _no_websocket, "127.0.0.1", cfg.metrics_port,
+                process_request=self._process_metrics_request, server_header="pg-notify-bridge",
             )
+            logger.info("serving /metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
         logger.info("serving ws%s://%s:%d/v1 and legacy /", "s" if cfg.tls_cert else "",
                     cfg.host, self.port)
 
@@ -146,6 +161,16 @@ class Daemon:
     def port(self) -> int:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
+
+    def _instance_name(self) -> str:
+        return f"{APPLICATION_NAME} {socket.gethostname()}:{self.port}"[:63]
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound --metrics-port (None without one)."""
+        if self._metrics_server is None:
+            return None
+        return int(self._metrics_server.sockets[0].getsockname()[1])
 
     async def wait(self) -> None:
         """Wait until the listener fails for good (no schema at start) or the server closes."""
@@ -158,34 +183,34 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop accepting, close clients with 1001 so they resume elsewhere, drop the database."""
+        self.draining = True
         if self._server is not None:
             self._server.close(close_connections=True)
-            with contextlib.suppress(asyncio.TimeoutError):
+            try:
                 await asyncio.wait_for(self._server.wait_closed(), self.config.drain_seconds)
+            except asyncio.TimeoutError:
+                logger.warning("%d clients did not close within --drain-seconds %g: cutting them",
+                               len(self.clients), self.config.drain_seconds)
+                for client in list(self.clients):
+                    if client.ws.transport is not None:
+                        client.ws.transport.abort()
         if self._listener_task is not None:
             self._listener_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener_task
         if self._metrics_server is not None:
-            self._metrics_server.shutdown()
+            self._metrics_server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._metrics_server.wait_closed(), 2)
 
     # -- HTTP and handshake -----------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, connection: ServerConnection,
+                               request: Request) -> Response | None:
         path = urlsplit(request.path).path
-        if path == "/healthz":
-            return connection.respond(200, "ok\n")
-        if path == "/readyz":
-            if self.listener.ready.is_set():
-                return connection.respond(200, "ready\n")
-            return connection.respond(503, "not ready: the listener is not connected and"
-                                      " caught up\n")
-        if path == "/metrics" and self.config.metrics_port is None:
-            response = connection.respond(200, self.metrics.render().decode())
-            response.headers = Headers([*((k, v) for k, v in response.headers.raw_items()
-                                          if k.lower() != "content-type"),
-                                        ("Content-Type", CONTENT_TYPE_LATEST)])
-            return response
+        if path in ("/healthz", "/readyz") or (path == "/metrics"
+                                               and self.config.metrics_port is None):
+            return await self._plain_http(connection, path)
         if path not in ("/", "/v1"):
             return connection.respond(404, "not found: use /v1 (JSON) or / (legacy)\n")
         origins = request.headers.get_all("Origin")
@@ -195,6 +220,8 @@ class Daemon:
             self.config.allowed_origins,
         ):
             self.metrics.auth_failures.labels(reason="origin").inc()
+            logger.info("refused origin %r from %s", ", ".join(origins)[:200],
+                        self._client_address(connection, request))
             return connection.respond(403, "origin not allowed\n")
         address = self._client_address(connection, request)
         limit = self.config.max_connections_per_ip
@@ -217,6 +244,61 @@ class Daemon:
                 return connection.respond(401, "a bridge_token cookie is required\n")
         self._handshakes[connection] = handshake
         return None
+
+    async def _process_metrics_request(self, connection: ServerConnection,
+                                       request: Request) -> Response:
+        """The --metrics-port server: /metrics, /healthz and /readyz, nothing else."""
+        path = urlsplit(request.path).path
+        if path in ("/metrics", "/healthz", "/readyz"):
+            return await self._plain_http(connection, path)
+        return connection.respond(404, "not found: this port serves /metrics, /healthz and"
+                                  " /readyz\n")
+
+    async def _plain_http(self, connection: ServerConnection, path: str) -> Response:
+        if path == "/healthz":
+            return connection.respond(200, "ok\n")
+        if path == "/readyz":
+            if self.draining:
+                return connection.respond(503, "not ready: shutting down\n")
+            if self.listener.ready.is_set():
+                return connection.respond(200, "ready\n")
+            return connection.respond(503, "not ready: the listener is not connected and"
+                                      " caught up\n")
+        await self._refresh_log_stats()
+        response = connection.respond(200, self.metrics.render().decode())
+        response.headers = Headers([*((k, v) for k, v in response.headers.raw_items()
+                                      if k.lower() != "content-type"),
+                                    ("Content-Type", CONTENT_TYPE_LATEST)])
+        return response
+
+    async def _refresh_log_stats(self) -> None:
+        """Measure the log for /metrics; scrapes drive it, at most every LOG_STATS_EVERY s."""
+        if time.monotonic() - self._log_stats_at < LOG_STATS_EVERY:
+            return
+        async with self._log_stats_lock:
+            if time.monotonic() - self._log_stats_at < LOG_STATS_EVERY:
+                return
+            self._log_stats_at = time.monotonic()
+            try:
+                row = await asyncio.wait_for(self._read_log_stats(), LOG_STATS_TIMEOUT)
+            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+                logger.debug("cannot measure the log for /metrics: %s", exc)
+                return
+        size, rows, unstamped, tick, row_id, age, pruned = row
+        self.metrics.set_log_stats(LogStats(int(size), int(rows), int(unstamped), tick, row_id,
+                                            None if age is None else float(age),
+                                            int(pruned or 0)))
+
+    async def _read_log_stats(self) -> tuple[Any, ...]:
+        async with await self.listener.connect() as conn:
+            return await log.stats(conn)
+
+    def _subscription_counts(self) -> dict[str, int]:
+        """Subscribers per table channel (row channels folded in), for bridge_subscriptions."""
+        counts: Counter[str] = Counter()
+        for channel, n in self.hub.channel_counts().items():
+            counts[fold_channel(channel, self.hub.watched)] += n
+        return dict(counts)
 
     def _client_address(self, connection: ServerConnection, request: Request) -> str:
         peer = connection.remote_address[0] if connection.remote_address else "?"
@@ -302,9 +384,7 @@ class Daemon:
     async def _serve_v1(self, client: Client) -> None:
         if client.grant is None and not self.anonymous:
             client.timer = asyncio.get_running_loop().call_later(
-                self.config.auth_timeout, self._close, client, protocol.CLOSE_UNAUTHORIZED,
-                "authenticate first: send an auth message with a token",
-            )
+                self.config.auth_timeout, self._auth_deadline, client)
         async for data in client.ws:
             try:
                 message = protocol.parse(data)
@@ -323,6 +403,12 @@ class Daemon:
             if client.closing:
                 await client.closing
                 return
+
+    def _auth_deadline(self, client: Client) -> None:
+        self.metrics.auth_failures.labels(reason="timeout").inc()
+        logger.info("closing a client that did not authenticate in time (%s)", client.address)
+        self._close(client, protocol.CLOSE_UNAUTHORIZED,
+                    "authenticate first: send an auth message with a token")
 
     def _bad_message(self, client: Client, exc: protocol.ProtocolError) -> None:
         self.metrics.bad_messages.labels(code=exc.code).inc()
@@ -427,12 +513,16 @@ class Daemon:
 
     async def _replay_from_log(self, channel: str, pos: log.Pos,
                                upto: log.Pos) -> list[bytes] | None:
-        """Frames from the database for (pos, upto]; None when pos was pruned."""
+        """Frames from the database for (pos, upto]; None when pos was pruned.
+
+        The prune mark is read after the rows: a prune that committed before the
+        read shows in it, one that committed after it deleted nothing we read.
+        """
         async with await self.listener.connect() as conn:
-            if pos[0] <= await log.pruned_through(conn):
-                return None
             events = await log.read_channel(conn, channel, pos, upto,
                                             self.config.replay_limit + 1)
+            if log.expired(pos, await log.pruned_through(conn)):
+                return None
         return [f for e in events if (f := self.hub.frame_for(channel, e))]
 
     async def _send_replay(self, client: Client, frames: list[bytes]) -> bool:
@@ -566,17 +656,31 @@ async def run(config: Config) -> None:
     await daemon.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     waiter = asyncio.create_task(daemon.wait())
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if waiter.done():
             waiter.result()
-        logger.info("shutting down: closing %d clients with 1001", len(daemon.clients))
+        logger.info("%s: stopped accepting, closing %d clients with 1001 (drain up to %gs)",
+                    received[0] if received else "server closed", len(daemon.clients),
+                    config.drain_seconds)
     finally:
         waiter.cancel()
         stopper.cancel()
         await daemon.stop()
+    logger.info("stopped")
+
+
+async def _no_websocket(ws: ServerConnection) -> None:  # pragma: no cover - never accepted
+    """The --metrics-port server answers every request over HTTP; nothing reaches here."""
+    await ws.close(1008, "not a WebSocket port")
 

@@ -14,7 +14,7 @@
 -- UPDATE and is stamped by a later tick, after it commits.
 --
 -- Writers pay for one heap row and one entry in the small partial index
--- log_unstamped; the two position indexes only ever hold stamped rows, so the
+-- log_unstamped; the position indexes only ever hold stamped rows, so the
 -- daemon pays for them when it stamps.
 
 CREATE SCHEMA IF NOT EXISTS bridge;
@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS bridge.log (
 CREATE INDEX IF NOT EXISTS log_unstamped ON bridge.log (id) WHERE tick IS NULL;
 CREATE INDEX IF NOT EXISTS log_position ON bridge.log (tick, id) WHERE tick IS NOT NULL;
 CREATE INDEX IF NOT EXISTS log_channel ON bridge.log (channel, tick, id) WHERE tick IS NOT NULL;
+-- TRUNCATEs only (a handful of rows): a resume on a row channel finds its
+-- table's TRUNCATEs here instead of reading the whole table channel.
+CREATE INDEX IF NOT EXISTS log_truncate ON bridge.log (channel, tick, id)
+    WHERE tick IS NOT NULL AND op = 'TRUNCATE';
 
 CREATE SEQUENCE IF NOT EXISTS bridge.tick_seq;
 
@@ -113,5 +117,5 @@ BEGIN
 END
 $$;
 
-INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '1')
+INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '2')
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
