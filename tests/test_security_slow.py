@@ -19,7 +19,7 @@ from tests.timing import scaled
 pytestmark = pytest.mark.asyncio
 
 StartDaemon = Callable[..., Awaitable[Daemon]]
-LIMIT = 16 * 1024
+LIMIT = 64 * 1024  # a small fraction of what the changes below send a client
 CHANGES = 3000  # ~150 bytes each: about 450 KB for a client that reads none of it
 
 
