@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from bridge.server import Daemon
-from tests.fix_bridge import execute, token, v1_url
+from tests.fix_bridge import caught_up, execute, token, v1_url
 from tests.resume_client import ResumeClient, pos_key
 from tests.timing import wait_for
 
@@ -92,6 +92,24 @@ async def test_out_of_order_commit_is_delivered_on_resume(
     assert second > first  # T1 committed later, so its position is later...
     assert second[1] < first[1]  # ...although its log row was taken first
     assert client.resyncs == [] and client.errors == []
+    await client.stop()
+
+
+async def test_resume_from_the_empty_logs_position_reads_the_log(
+    start_daemon: StartDaemon, watched_db: str
+) -> None:
+    """Subscribed to an empty log (position <db>-0-0), back on a daemon without memory: exact."""
+    a = await start_daemon()
+    b = await start_daemon(memory_events=0)
+    client = await subscriber(a)
+    assert pos_key(client.positions[CHANNEL]) == (0, 0)
+    await client.stop()
+    rows = [insert_now(watched_db, f"missed {i}") for i in range(2)]
+    await caught_up(b, watched_db)
+    client.url = v1_url(b)
+    await client.start()
+    await client.wait(lambda c: len(c.events) == 2, what="the missed events")
+    assert pks(client) == rows and client.resyncs == []
     await client.stop()
 
 

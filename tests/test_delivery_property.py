@@ -181,7 +181,7 @@ async def run(setup: Setup, schedule: list[Step]) -> None:
         assert as_delivered == in_commit_order, row
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(schedule=steps)
 # Pinned schedules: each path a random run may or may not reach.
