@@ -69,8 +69,10 @@ def django_setup(pg_cluster: PgServer) -> Iterator[str]:
 @pytest.fixture
 def django_db(django_setup: str) -> Iterator[str]:
     """Run the test in a transaction that is rolled back, like django.test.TestCase."""
-    from django.db import transaction
+    from django.db import connection, transaction
 
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()  # an earlier test restarted PostgreSQL: reconnect
     with transaction.atomic():
         yield django_setup
         transaction.set_rollback(True)
