@@ -27,6 +27,11 @@ EXPECTED = (
 )
 
 
+def sample(daemon: Daemon, name: str) -> float:
+    """One unlabelled sample from the daemon's registry (0 before it is first set)."""
+    return daemon.metrics.registry.get_sample_value(name) or 0.0
+
+
 async def get(url: str) -> tuple[int, str]:
     return await asyncio.to_thread(http_get, url)
 
@@ -100,7 +105,7 @@ async def test_listener_reconnect_is_counted_and_readyz_follows(
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                      " WHERE datname = current_database() AND application_name LIKE"
                      " 'pg_notify_bridge %%' AND pid <> pg_backend_pid()")
-    await wait_for(lambda: daemon.metrics.listener_reconnects._value.get() >= 1, 30,
+    await wait_for(lambda: sample(daemon, "bridge_listener_reconnects_total") >= 1, 30,
                    what="the listener to reconnect")
     await wait_for(daemon.listener.ready.wait(), 30)
     assert (await get(base + "/readyz"))[0] == 200
@@ -116,13 +121,13 @@ async def test_slow_consumer_close_is_counted(start_daemon: StartDaemon, watched
     # Never read again: the kernel buffers fill, then the daemon's, then it gives up.
     with psycopg.connect(watched_db, autocommit=True) as conn:
         for _ in range(20):
-            if daemon.metrics.slow_closes._value.get():
+            if sample(daemon, "bridge_slow_consumer_closes_total"):
                 break
             conn.execute("DO $$ BEGIN FOR i IN 1..2000 LOOP"
                          " INSERT INTO example_task (title) VALUES (repeat('x', 10));"
                          " END LOOP; END $$")
             await caught_up(daemon, watched_db)
-    assert daemon.metrics.slow_closes._value.get() == 1
+    assert sample(daemon, "bridge_slow_consumer_closes_total") == 1
     text = (await get(f"http://127.0.0.1:{daemon.port}/metrics"))[1]
     assert "bridge_slow_consumer_closes_total 1.0" in text
     assert await stuck.closed_with(timeout=30) in (4008, 1006)
