@@ -165,7 +165,7 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 class Config:
     """Everything the daemon reads from its surroundings, resolved once at start."""
 
-    database_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
     host: str = "127.0.0.1"
     port: int = 8765
     secret_key: str | None = field(default=None, repr=False)

@@ -212,8 +212,8 @@ def install(
     pks_cap: int = PKS_CAP,
 ) -> str:
     """Install (or refresh) the capture triggers of `table`; returns its channel."""
-    ensure_schema(conn)
     try:
+        ensure_schema(conn)
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('pg_notify_bridge.install'))")
             for statement in plan(
@@ -226,7 +226,8 @@ def install(
         ) from exc
     except psycopg.errors.InsufficientPrivilege as exc:
         raise InstallError(
-            f"not allowed to install triggers on {table}: connect as the table's owner ({exc})"
+            f"not allowed to install triggers on {table}: connect as the table's owner, with"
+            f" CREATE on the database for the bridge schema ({' '.join(str(exc).split())})"
         ) from exc
     row = conn.execute(
         "SELECT channel FROM bridge.watched WHERE tbl = %s", (resolve(conn, table).qualified,)

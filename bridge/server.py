@@ -115,6 +115,10 @@ class Daemon:
         self._handshakes: weakref.WeakKeyDictionary[ServerConnection, Handshake] = (
             weakref.WeakKeyDictionary())
         self._cursor_waiters: list[tuple[log.Pos, asyncio.Future[None]]] = []
+        # Resumes that miss the hub's memory share one connection (opened on first
+        # use), so a burst of reconnecting clients is not a burst of connections.
+        self._replay_conn: psycopg.AsyncConnection | None = None
+        self._replay_lock = asyncio.Lock()
         self._server: Server | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._metrics_server: Any = None
@@ -198,6 +202,8 @@ class Daemon:
             self._listener_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener_task
+        if self._replay_conn is not None:
+            await self._replay_conn.close()
         if self._metrics_server is not None:
             self._metrics_server.close()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -518,11 +524,20 @@ class Daemon:
         The prune mark is read after the rows: a prune that committed before the
         read shows in it, one that committed after it deleted nothing we read.
         """
-        async with await self.listener.connect() as conn:
-            events = await log.read_channel(conn, channel, pos, upto,
-                                            self.config.replay_limit + 1)
-            if log.expired(pos, await log.pruned_through(conn)):
-                return None
+        async with self._replay_lock:
+            if self._replay_conn is None or self._replay_conn.closed:
+                self._replay_conn = await self.listener.connect()
+            conn = self._replay_conn
+            try:
+                events = await log.read_channel(conn, channel, pos, upto,
+                                                self.config.replay_limit + 1)
+                expired = log.expired(pos, await log.pruned_through(conn))
+            except (psycopg.Error, OSError):
+                self._replay_conn = None
+                await conn.close()
+                raise
+        if expired:
+            return None
         return [f for e in events if (f := self.hub.frame_for(channel, e))]
 
     async def _send_replay(self, client: Client, frames: list[bytes]) -> bool:
