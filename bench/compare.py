@@ -7,6 +7,11 @@ design (bench/original.py), (c) the bridge's legacy `/` with the original
 snippet, (d) the bridge's /v1 with bridge.js refetchOn(). (c) and (d) share
 one daemon, whose queries both are charged with.
 
+Staleness: from a change's commit to each tab's first refetch after it,
+taken when the tab asks (`staleness`) and when its query starts on one of
+the pooled connections that stand in for Django's workers (`query_staleness`:
+a burst of 100 tabs queues there).
+
 Queries: every refetch is one query, counted exactly by the tabs; the
 original server counts its sync-loop queries; the daemon's sessions run with
 log_statement=all (PGOPTIONS, its sessions only), and its statements logged
@@ -35,6 +40,7 @@ DESIGNS = {
     "b_original": "original design: 0.5 s sync loop, `updated` to all",
     "c_legacy": "bridge, legacy `/` + the original snippet (1 s leading-edge window)",
     "d_refetchon": "bridge, /v1 + bridge.js refetchOn (minInterval 1 s)",
+    "e_bucket": "what-if: bridge /v1, refetchOn with a token bucket (burst 3, 1 token/s)",
 }
 TABS = 100
 TAIL = 2.5
@@ -99,6 +105,8 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
         "b_original": {"design": "updated", "url": f"ws://127.0.0.1:{original_port}/"},
         "c_legacy": {"design": "updated", "url": f"ws://127.0.0.1:{daemon.port}/"},
         "d_refetchon": {"design": "refetchon", "url": f"ws://127.0.0.1:{daemon.port}/v1"},
+        "e_bucket": {"design": "refetchon", "url": f"ws://127.0.0.1:{daemon.port}/v1",
+                     "burst": 3},
     }
     tabs = {name: _Proc([sys.executable, "-m", "bench.tabs", json.dumps(
         {**cfg, "tabs": TABS, "database_url": url, "seed": seed + i})])
@@ -136,31 +144,37 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
     daemon_queries = _logged_statements(pg, wall_started, wall_started + duration)
     results: dict[str, Any] = {}
     for name, report in reports.items():
-        starts = [sorted(s) for s in report["starts"]]
-        in_window = sum(started <= t < ended for s in starts for t in s)
-        stale: list[float] = []
-        missed = 0
-        for t_c in commits:
-            for s in starts:
-                i = bisect.bisect_left(s, t_c)
-                if i < len(s):
-                    stale.append(s[i] - t_c)
-                else:
-                    missed += 1
         server = {"b_original": original_rate, "c_legacy": daemon_queries / duration,
-                  "d_refetchon": daemon_queries / duration}.get(name, 0.0)
+                  "d_refetchon": daemon_queries / duration,
+                  "e_bucket": daemon_queries / duration}.get(name, 0.0)
+        issued = [sorted(s) for s in report["issued"]]
+        in_window = sum(started <= t < ended for s in issued for t in s)
         results[name] = {
             "tabs_ready": ready[name],
             "refetches_per_s": round(in_window / duration, 2),
             "server_queries_per_s": round(server, 2),
             "queries_per_s": round(in_window / duration + server, 2),
-            "staleness_ms": summary_ms(stale),
-            "missed": missed,
-            "samples_ms": [round(x * 1000, 1) for x in stale[:5000]],
+            **_staleness(commits, issued, "staleness"),
+            **_staleness(commits, [sorted(s) for s in report["starts"]], "query_staleness"),
         }
     return {"rate": rate, "duration_s": duration, "changes": len(commits), "designs": results,
             "writes": writes, "daemon_queries_in_window": daemon_queries,
             "original_queries_per_s": round(original_rate, 2)}
+
+
+def _staleness(commits: list[float], times: list[list[float]], name: str) -> dict[str, Any]:
+    """For each change and tab: from the commit to the first refetch after it."""
+    stale: list[float] = []
+    missed = 0
+    for t_c in commits:
+        for tab in times:
+            i = bisect.bisect_left(tab, t_c)
+            if i < len(tab):
+                stale.append(tab[i] - t_c)
+            else:
+                missed += 1
+    return {f"{name}_ms": summary_ms(stale), f"{name}_missed": missed,
+            f"{name}_samples_ms": [round(x * 1000, 1) for x in stale[:5000]]}
 
 
 def compare(pg: Cluster, plan: list[tuple[float, float]], seed: int = 7) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class CpuMeter:
 
 
 def postgres_pids(datadir: Path) -> list[int]:
-    """The postmaster and every backend of a cluster (to charge PostgreSQL's CPU)."""
+    """The postmaster and every live child process of a cluster."""
     pid_file = datadir / "postmaster.pid"
     try:
         master = int(pid_file.read_text().split()[0])
@@ -97,11 +97,33 @@ def postgres_pids(datadir: Path) -> list[int]:
     pids = [master]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
+            with contextlib.suppress(OSError, IndexError, ValueError):
                 stat = (entry / "stat").read_text()
                 if int(stat[stat.rindex(")") + 2:].split()[1]) == master:
                     pids.append(int(entry.name))
     return pids
+
+
+def cluster_cpu_seconds(datadir: Path) -> float:
+    """CPU time of a whole PostgreSQL cluster so far, exited backends included.
+
+    The postmaster reaps its backends, so their time lands in its cutime and
+    cstime; live children are read one by one. A backend alive at the first
+    reading and gone at the second is counted once either way.
+    """
+    pids = postgres_pids(datadir)
+    if not pids:
+        return 0.0
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            ticks = int(fields[11]) + int(fields[12])
+            if pid == pids[0]:
+                ticks += int(fields[13]) + int(fields[14])
+            total += ticks / CLK_TCK
+    return total
 
 
 # -- the database ---------------------------------------------------------------
@@ -196,11 +218,14 @@ class Daemon:
     """`python -m bridge serve` as a subprocess on a loopback port."""
 
     def __init__(self, database_url: str, *extra: str, uvloop: bool = False,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, memory_report: Path | None = None):
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.database_url = database_url
-        module = ["-m", "bench.uvserve"] if uvloop else ["-m", "bridge", "serve"]
+        module = ["-m", "bridge", "serve"]
+        if uvloop or memory_report:
+            module = ["-m", "bench.serve", *(["--uvloop"] if uvloop else []),
+                      *(["--memory-report", str(memory_report)] if memory_report else []), "--"]
         self.args = [sys.executable, *module, "--database-url", database_url,
                      "--port", str(self.port), "--host", "127.0.0.1",
                      "--secret-key", SECRET, "--allow-anonymous", CHANNEL,

@@ -23,15 +23,17 @@ class Clients:
 
     def __init__(self, port: int, total: int, *, processes: int = 1, path: str = "/v1",
                  channels: Sequence[str] = ("example_task",), key: str = "pks",
-                 source_count: int = 1, cookie: str | None = None, record: bool = True):
+                 source_count: int = 1, cookie: str | None = None, record: bool = True,
+                 deflate: bool = False):
         self.procs: list[subprocess.Popen[str]] = []
         addresses = sources(source_count)
         processes = max(1, min(processes, total))
         for i in range(processes):
             count = total // processes + (1 if i < total % processes else 0)
+            rotated = addresses[i % len(addresses):] + addresses[:i % len(addresses)]
             config = {"port": port, "count": count, "path": path, "channels": list(channels),
-                      "key": key, "sources": addresses[i % len(addresses):] + addresses[
-                          :i % len(addresses)], "cookie": cookie, "record": record}
+                      "key": key, "sources": rotated, "cookie": cookie, "record": record,
+                      "deflate": deflate}
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-m", "bench.wsclient", json.dumps(config)], cwd=ROOT,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1))

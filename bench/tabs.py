@@ -11,9 +11,11 @@ serve /task-list. Designs:
               (against the original server, or the bridge's legacy `/`)
     refetchon bridge.js refetchOn(): leading-edge throttle, one fetch in
               flight, changes within min_interval folded into one at its end
+              (with "burst": N, a token bucket instead: a what-if, see Bucket)
 
-Stdin commands (one JSON line each): "report" answers
-{"starts": [[t, ...] per tab], "queries": n}; "quit" stops.
+Stdin commands (one JSON line each): "report" answers {"issued": [[t, ...]
+per tab], "starts": [[t, ...] per tab], "queries": n} (when each refetch was
+asked for, and when its query started on a pooled connection); "quit" stops.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Tabs:
     def __init__(self, config: dict[str, Any]):
         self.config = config
         self.count = int(config["tabs"])
+        self.issued: list[list[float]] = [[] for _ in range(self.count)]
         self.starts: list[list[float]] = [[] for _ in range(self.count)]
         self.queries = 0
         self.pool: asyncio.Queue[psycopg.AsyncConnection] = asyncio.Queue()
@@ -48,6 +51,7 @@ class Tabs:
                 self.config["database_url"], autocommit=True))
 
     async def refetch(self, tab: int) -> None:
+        self.issued[tab].append(time.monotonic())
         conn = await self.pool.get()
         try:
             self.starts[tab].append(time.monotonic())
@@ -76,7 +80,11 @@ class Tabs:
 
     async def refetchon(self, tab: int) -> None:
         """bridge.js: the first `subscribed` refetches once; events go through the throttle."""
-        throttle = Throttle(lambda: self.refetch(tab), self.config.get("min_interval", 1.0))
+        throttle: Throttle = Throttle(lambda: self.refetch(tab),
+                                      self.config.get("min_interval", 1.0))
+        if self.config.get("burst"):
+            throttle = Bucket(lambda: self.refetch(tab), self.config["burst"],
+                              self.config.get("min_interval", 1.0))
         async with connect(self.config["url"], ping_interval=None, compression=None,
                            open_timeout=60, max_queue=None) as ws:
             await ws.send(json.dumps({"type": "subscribe", "channel": "example_task"}))
@@ -137,6 +145,40 @@ class Throttle:
             self._schedule()
 
 
+class Bucket(Throttle):
+    """A what-if for refetchOn: a token bucket instead of a fixed window.
+
+    Up to `burst` refetches may go out at once, one token comes back per
+    `min_interval`, so the sustained rate is the same one refetch per window
+    as polling, but a change that follows another closely is not held back
+    when tokens are left. Still one fetch in flight, later changes folded.
+    """
+
+    def __init__(self, fn: Any, burst: int, min_interval: float):
+        super().__init__(fn, min_interval)
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) / self.min_interval)
+        self.stamp = now
+
+    def _schedule(self) -> None:
+        self._refill()
+        if self.tokens >= 1:
+            self._start()
+        else:
+            wait = (1 - self.tokens) * self.min_interval
+            self.timer = asyncio.get_running_loop().call_later(wait, self._due)
+
+    def _start(self) -> None:
+        self._refill()
+        self.tokens -= 1
+        super()._start()
+
+
 async def main(config: dict[str, Any]) -> None:
     random.seed(config.get("seed", 1))
     tabs = Tabs(config)
@@ -152,7 +194,8 @@ async def main(config: dict[str, Any]) -> None:
     while line := await reader.readline():
         cmd = json.loads(line)["cmd"]
         if cmd == "report":
-            print(json.dumps({"starts": tabs.starts, "queries": tabs.queries}), flush=True)
+            print(json.dumps({"issued": tabs.issued, "starts": tabs.starts,
+                              "queries": tabs.queries}), flush=True)
         elif cmd == "quit":
             break
     for task in tabs.tasks:
