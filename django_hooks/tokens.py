@@ -2,8 +2,8 @@
 
 The daemon only verifies (DESIGN.md, "Token"); Django decides. The decision
 is a settings hook, BRIDGE['CHANNELS_FOR_USER'], because only the project
-knows its own permissions. The default grants a watched model's channel, and
-where the model has a channel column only the user's own rows of it.
+knows its own permissions. The default grants only a watched model's channel,
+and where the model has a channel column only the user's own rows of it.
 """
 
 from __future__ import annotations
@@ -25,20 +25,30 @@ COOKIE_NAME = "bridge_token"
 
 
 def default_channels_for_user(user: Any, requested: Iterable[str]) -> list[str]:
-    """Grant each requested channel; narrow a channel-column model's to `<col>=<user.pk>`.
+    """Grant only watched models' channels, narrowed to the user's own rows where a channel
+    column is set; drop everything else.
 
-    Anonymous users get nothing: give them channels with the daemon's
-    --allow-anonymous instead, where nobody has to sign anything.
+    A requested name is granted only when its table channel belongs to a model in
+    BRIDGE['MODELS']: a table with triggers that is not listed there stays closed,
+    whatever a template or a `/bridge/token?channel=` asks. For a model with a
+    channel column, both `tasks` and any `tasks:<col>=<value>` become
+    `tasks:<col>=<user.pk>`; for one without, the table channel is granted and its
+    row channels are dropped. Staff get nothing more: a project that wants whole
+    tables for some users supplies its own hook. Anonymous users get nothing: give
+    them channels with the daemon's --allow-anonymous instead.
     """
     if user is None or not user.is_authenticated:
         return []
     granted = []
     for name in requested:
-        target = watch.by_channel(name)
-        if target is not None and target.channel_column:
-            granted.append(f"{name}:{target.channel_column}={user.pk}")
-        else:
-            granted.append(name)
+        base = name.partition(":")[0]
+        target = watch.by_channel(base)
+        if target is None:
+            continue
+        if target.channel_column:
+            granted.append(f"{base}:{target.channel_column}={user.pk}")
+        elif name == base:
+            granted.append(base)
     return granted
 
 

@@ -142,6 +142,53 @@ def test_token_view_hands_out_a_fresh_token(django_db: str) -> None:
     assert "no-cache" in response["Cache-Control"]
 
 
+def payments_table_with_triggers() -> None:
+    """A table with bridge triggers that BRIDGE['MODELS'] does not list (rolled back after)."""
+    from bridge import install
+    from django_hooks.triggers import raw_connection
+
+    conn = raw_connection("default")
+    conn.execute("CREATE TABLE payments (id bigint PRIMARY KEY, amount numeric)")
+    install.install(conn, "payments")
+
+
+def test_token_view_refuses_a_table_that_is_not_watched(django_db: str) -> None:
+    """A table with triggers but not in BRIDGE['MODELS'] is not granted by the default hook."""
+    payments_table_with_triggers()
+    client = Client()
+    client.force_login(make_user("snooper"))
+    response = client.get("/bridge/token", {"channel": "payments"})
+    assert response.status_code == 403 and response.json()["channels"] == []
+    mixed = client.get("/bridge/token", {"channel": ["payments", "example_task"]}).json()
+    user_pk = client.session["_auth_user_id"]
+    assert mixed["channels"] == [f"example_task:owner_id={user_pk}"]
+    assert verify(mixed["token"]) == frozenset(mixed["channels"])
+
+
+def test_tag_narrows_a_row_channel_of_another_user_to_the_users_own(django_db: str) -> None:
+    """A template naming example_task:owner_id=<other> grants each user only their own rows."""
+    other = make_user("owner-of-the-rows")
+    user = make_user("someone-else")
+    source = ("{% load bridge %}{% bridge_client "
+              f'"example_task:owner_id={other.pk}" "payments" %}}')
+    _, config = render_tag(user, source)
+    assert config["channels"] == [f"example_task:owner_id={user.pk}"]
+    assert verify(config["token"]) == frozenset({f"example_task:owner_id={user.pk}"})
+
+
+def test_default_hook_grants_only_watched_models(django_db: str) -> None:
+    """Unwatched tables and row channels of a model without a channel column are dropped."""
+    from django_hooks.tokens import default_channels_for_user
+
+    user = make_user("plain")
+    with override_settings(BRIDGE={"MODELS": ["example.Task"]}):
+        assert default_channels_for_user(user, ["payments", "example_task", "auth_user",
+                                                "example_task:owner_id=1"]) == ["example_task"]
+    staff = make_user("staffer", is_staff=True, is_superuser=True)
+    assert default_channels_for_user(staff, ["example_task", "payments"]) == [
+        f"example_task:owner_id={staff.pk}"]
+
+
 def test_token_view_refuses_anonymous_users(django_db: str) -> None:
     """Nothing is granted without a session, so the view answers 403."""
     response = Client().get("/bridge/token")
