@@ -36,7 +36,7 @@ def refresh(request: HttpRequest, response: HttpResponse) -> None:
         return
     if current:
         payload = tokens.read(current, max_age=conf.token_max_age() / 2)
-        if payload is not None and payload.get("u") == user.pk:
+        if payload is not None and payload.get("u") == tokens.user_key(user):
             return
     token, _ = tokens.for_user(user, tokens.cookie_channels())
     if token is None:

@@ -62,7 +62,15 @@ def channels_for_user(user: Any, requested: Iterable[str]) -> list[str]:
     return result
 
 
-def mint(user_id: Any, channels: Iterable[str], *, ttl: float | None = None) -> str:
+def user_key(user: Any) -> str | None:
+    """The `u` of a token: the user's pk as a string (a UUID or any other key type fits
+    JSON that way), None for an anonymous user."""
+    if user is None or not user.is_authenticated:
+        return None
+    return str(user.pk)
+
+
+def mint(user_id: str | None, channels: Iterable[str], *, ttl: float | None = None) -> str:
     """A token for `user_id` granting `channels`; `ttl` seconds shortens it below max age."""
     payload: dict[str, Any] = {"u": user_id, "ch": list(channels)}
     if ttl is not None:
@@ -75,8 +83,7 @@ def for_user(user: Any, requested: Iterable[str]) -> tuple[str | None, list[str]
     granted = channels_for_user(user, requested)
     if not granted:
         return None, []
-    user_id = user.pk if user is not None and user.is_authenticated else None
-    return mint(user_id, granted), granted
+    return mint(user_key(user), granted), granted
 
 
 def read(token: str, max_age: float | None = None) -> dict[str, Any] | None:

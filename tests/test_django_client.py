@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from django.core import signing
+from django.http import HttpResponse
 from django.template import Context, Template
 from django.test import Client, RequestFactory, override_settings
 
@@ -52,7 +55,38 @@ def test_tag_renders_script_and_a_token_for_the_users_own_rows(django_db: str) -
     assert config["tokenUrl"] == "/bridge/token"
     assert config["port"] == 8765 and config["secure"] is False and config["url"] is None
     assert verify(config["token"]) == frozenset({f"example_task:owner_id={user.pk}"})
-    assert signing.loads(config["token"], salt=SALT)["u"] == user.pk
+    assert signing.loads(config["token"], salt=SALT)["u"] == str(user.pk)
+
+
+@dataclass
+class UuidUser:
+    """A logged-in user whose primary key is a UUID, as with a custom user model."""
+
+    pk: uuid.UUID
+    is_authenticated: bool = True
+    is_staff: bool = False
+
+
+def test_tokens_work_for_a_uuid_primary_key(django_db: str) -> None:
+    """A UUID pk is minted as a string: the tag, the token and the cookie all work."""
+    from django_hooks import cookies
+
+    user = UuidUser(uuid.UUID("12345678-1234-5678-1234-567812345678"))
+    own = f"example_task:owner_id={user.pk}"
+    _, config = render_tag(user)
+    assert config["channels"] == [own] and verify(config["token"]) == frozenset({own})
+    assert signing.loads(config["token"], salt=SALT)["u"] == str(user.pk)
+    request = RequestFactory().get("/task-list")
+    request.user = user  # type: ignore[assignment]
+    first = HttpResponse()
+    cookies.refresh(request, first)
+    token = first.cookies["bridge_token"].value
+    assert verify(token) == frozenset({own})
+    again = RequestFactory().get("/task-list", HTTP_COOKIE=f"bridge_token={token}")
+    again.user = user  # type: ignore[assignment]
+    second = HttpResponse()
+    cookies.refresh(again, second)
+    assert "bridge_token" not in second.cookies  # its own fresh cookie: kept, not re-minted
 
 
 def test_tag_gives_anonymous_users_no_token(django_db: str) -> None:

@@ -89,7 +89,7 @@ def test_bridge_token_prints_a_token_the_daemon_accepts(django_db: str) -> None:
     token = run("bridge_token", "--user", "carol", "--channel", "example_task,other.ch").strip()
     grant = Verifier(key=_key()).verify(token)
     assert grant.channels == frozenset({"example_task", "other.ch"})
-    assert signing.loads(token, salt="pg_notify_bridge.token")["u"] == user.pk
+    assert signing.loads(token, salt="pg_notify_bridge.token")["u"] == str(user.pk)
 
 
 def _key() -> str:

@@ -40,4 +40,4 @@ class Command(BaseCommand):
                 ttl = parse_duration(options["ttl"])
             except ValueError as exc:
                 raise CommandError(f"--ttl: {exc}") from exc
-        return tokens.mint(user.pk, names, ttl=ttl)
+        return tokens.mint(tokens.user_key(user), names, ttl=ttl)
