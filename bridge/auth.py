@@ -122,15 +122,14 @@ def _normal(origin: str) -> str:
 
 
 def cookie_token(header: str | None) -> str | None:
-    """The bridge_token value from a Cookie header, if present."""
+    """The bridge_token value from a Cookie header, if present.
+
+    Django's parse_cookie, not SimpleCookie: browsers send cookies that
+    SimpleCookie gives up on (`a=b c`, `pref={"a":1}`), and one such cookie of
+    another app must not hide ours.
+    """
     if not header:
         return None
-    from http.cookies import CookieError, SimpleCookie
+    from django.http.cookie import parse_cookie
 
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header)
-    except CookieError:
-        return None
-    morsel = jar.get(COOKIE)
-    return morsel.value if morsel else None
+    return parse_cookie(header).get(COOKIE) or None

@@ -232,6 +232,10 @@ class Throttle:
         self.pending = True
         return wait
 
+    def defer(self) -> None:
+        """The owed send could not go out yet: it stays owed, scheduled again by the caller."""
+        self.pending = True
+
     def fired(self, now: float) -> None:
         """The scheduled send went out at `now`."""
         self.pending = False

@@ -11,6 +11,7 @@ There is no polling loop: the reader runs only when something woke it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
@@ -97,6 +98,9 @@ class Listener:
         async with AsyncExitStack() as stack:
             listen_conn = await stack.enter_async_context(await self.connect())
             query_conn = await stack.enter_async_context(await self.connect())
+            # A stamp must not be lost in a crash after its events went out, or the rows
+            # would be stamped again (a duplicate, or a lower tick that readers skip).
+            await query_conn.execute("SET synchronous_commit = on")
             await _refuse_standby(query_conn)
             await listen_conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             await _probe_listen(listen_conn, query_conn)
@@ -107,6 +111,7 @@ class Listener:
             self._up_since = asyncio.get_running_loop().time()
             self._wake.set()
             listen_task = asyncio.create_task(self._listen(listen_conn))
+            wake: asyncio.Task[bool] | None = None
             try:
                 while True:
                     wake = asyncio.create_task(self._wake.wait())
@@ -124,6 +129,8 @@ class Listener:
                     self._set_ready(True)
             finally:
                 listen_task.cancel()
+                if wake is not None:
+                    wake.cancel()
 
     def wake(self) -> None:
         """Ask the reader to stamp and read now (a resume is waiting for a position)."""
@@ -171,9 +178,10 @@ async def _probe_listen(listen_conn: psycopg.AsyncConnection,
     """
     probe = PROBE_PREFIX + secrets.token_hex(8)
     await query_conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, probe))
-    async for notify in listen_conn.notifies(timeout=PROBE_TIMEOUT):
-        if notify.payload == probe:
-            return
+    async with contextlib.aclosing(listen_conn.notifies(timeout=PROBE_TIMEOUT)) as notifies:
+        async for notify in notifies:
+            if notify.payload == probe:
+                return
     raise DatabaseError(
         f"LISTEN does not work on this connection (a NOTIFY probe did not come back within"
         f" {PROBE_TIMEOUT:g}s), as behind PgBouncer's transaction pooling (pool_mode ="

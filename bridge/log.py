@@ -199,3 +199,31 @@ async def stats(conn: psycopg.AsyncConnection) -> tuple[Any, ...]:
     row = await cur.fetchone()
     assert row is not None
     return tuple(row)
+
+
+async def last_tick(conn: psycopg.AsyncConnection) -> int:
+    """The highest tick number ever handed out (0 if none): ticks never go back, unless the
+    database itself did (a restore, a failover to a standby that lagged)."""
+    cur = await conn.execute("SELECT last_value, is_called FROM bridge.tick_seq")
+    row = await cur.fetchone()
+    if row is None:
+        return 0
+    return int(row[0]) if row[1] else int(row[0]) - 1
+
+
+async def rotate_db_id(conn: psycopg.AsyncConnection, old: str) -> str:
+    """Give the database a new db_id (once, whichever daemon gets there first) and return it.
+
+    Positions carry the db_id, so every position handed out before is then
+    'unknown' on every daemon: clients resync instead of resuming into ticks
+    that were handed out again.
+    """
+    await conn.execute(
+        "UPDATE bridge.meta SET value = substr(md5(random()::text || clock_timestamp()::text),"
+        " 1, 8) WHERE key = 'db_id' AND value = %s",
+        (old,),
+    )
+    cur = await conn.execute("SELECT value FROM bridge.meta WHERE key = 'db_id'")
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])

@@ -69,6 +69,11 @@ class Reader:
             self.started = True
             logger.info("reader starts at %s", self.hub.position(head))
             return
+        if db_id == self.hub.db_id and await log.last_tick(conn) < self.hub.cursor[0]:
+            # Same db_id, but ticks went back: a restore or a failover to a standby
+            # that had not seen our last ticks. New ticks would reuse old numbers,
+            # so no position handed out before can be trusted: retire them all.
+            db_id = await log.rotate_db_id(conn, db_id)
         if db_id != self.hub.db_id:
             logger.warning("the database was replaced (db_id %s -> %s): resync", self.hub.db_id,
                            db_id)

@@ -326,10 +326,15 @@ class Daemon:
 
     def _legacy_channels(self, grant: Grant | None) -> tuple[str, ...]:
         available = set(self.anonymous) | (set(grant.channels) if grant else set())
-        if self.config.legacy_channels:
-            return tuple(c for c in self.config.legacy_channels
-                         if channels.granted(available, c))
-        return tuple(sorted(available))
+        legacy = set(self.config.legacy_channels)
+        if not legacy:
+            return tuple(sorted(available))
+        # The intersection, either way round: a row grant inside a legacy table
+        # channel stays (narrowed to that row channel), and so does a legacy row
+        # channel inside a table grant.
+        narrowed = {c for c in available if channels.granted(legacy, c)}
+        narrowed |= {c for c in legacy if channels.granted(available, c)}
+        return tuple(sorted(narrowed))
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.config.tls_cert:
@@ -416,7 +421,8 @@ class Daemon:
         self._close(client, protocol.CLOSE_UNAUTHORIZED,
                     "authenticate first: send an auth message with a token")
 
-    def _bad_message(self, client: Client, exc: protocol.ProtocolError) -> None:
+    def _bad_message(self, client: Client, exc: protocol.ProtocolError,
+                     channel: str | None = None) -> None:
         self.metrics.bad_messages.labels(code=exc.code).inc()
         now = time.monotonic()
         client.bad.append(now)
@@ -425,7 +431,7 @@ class Daemon:
         if len(client.bad) > self.config.max_bad_messages:
             self._close(client, protocol.CLOSE_TOO_MANY_BAD, "too many bad messages")
             return
-        self._write(client, protocol.error_frame(exc.code, exc.message))
+        self._write(client, protocol.error_frame(exc.code, exc.message, channel))
 
     def _authenticate(self, client: Client, token: str) -> None:
         try:
@@ -457,13 +463,19 @@ class Daemon:
     async def _subscribe(self, client: Client, channel: str, since: str | None) -> None:
         await self.listener.connected_once.wait()
         if not self._allowed(client, channel) or not self.hub.exists(channel):
+            # Refusals count as bad messages, so probing names costs a 4029, and the
+            # set of refused names stays as small as the bad-message budget.
+            if client.grant is None:  # not anonymous, and no token yet: same for any name
+                self._bad_message(client, protocol.ProtocolError(
+                    protocol.UNAUTHORIZED, "authenticate first: send an auth message"), channel)
+                return
             if channel in client.refused:
                 self._close(client, protocol.CLOSE_FORBIDDEN, "forbidden channel asked again")
                 return
             client.refused.add(channel)
             self.metrics.auth_failures.labels(reason="forbidden").inc()
-            self._write(client, protocol.error_frame(
-                protocol.FORBIDDEN, "channel not granted or does not exist", channel))
+            self._bad_message(client, protocol.ProtocolError(
+                protocol.FORBIDDEN, "channel not granted or does not exist"), channel)
             return
         if channel in client.channels:
             self.hub.unsubscribe(client, channel)
@@ -483,7 +495,8 @@ class Daemon:
         last replayed one and the first live one.
         """
         hub = self.hub
-        pos = hub.cursor if since is None else log.parse_position(since, hub.db_id)
+        db_id = hub.db_id
+        pos = hub.cursor if since is None else log.parse_position(since, db_id)
         if pos is not None and pos > hub.cursor:
             pos = await self._wait_cursor(pos)
         if pos is None:
@@ -493,7 +506,12 @@ class Daemon:
             return
         self._write(client, protocol.subscribed_frame(channel, hub.position(pos)))
         replayed = 0
-        while pos < hub.cursor and not client.closing:
+        while not client.closing:
+            if hub.db_id != db_id:  # replaced while we awaited: pos means nothing now
+                self._resync(client, channel, "database replaced")
+                break
+            if pos >= hub.cursor:
+                break
             upto = hub.cursor
             if hub.remembers(pos):
                 frames = hub.replay(channel, pos)
@@ -525,17 +543,20 @@ class Daemon:
         read shows in it, one that committed after it deleted nothing we read.
         """
         async with self._replay_lock:
-            if self._replay_conn is None or self._replay_conn.closed:
-                self._replay_conn = await self.listener.connect()
-            conn = self._replay_conn
-            try:
-                events = await log.read_channel(conn, channel, pos, upto,
-                                                self.config.replay_limit + 1)
-                expired = log.expired(pos, await log.pruned_through(conn))
-            except (psycopg.Error, OSError):
-                self._replay_conn = None
-                await conn.close()
-                raise
+            for attempt in (1, 2):  # the kept connection may have died since its last use
+                if self._replay_conn is None or self._replay_conn.closed:
+                    self._replay_conn = await self.listener.connect()
+                conn = self._replay_conn
+                try:
+                    events = await log.read_channel(conn, channel, pos, upto,
+                                                    self.config.replay_limit + 1)
+                    expired = log.expired(pos, await log.pruned_through(conn))
+                    break
+                except (psycopg.OperationalError, OSError):
+                    self._replay_conn = None
+                    await conn.close()
+                    if attempt == 2:
+                        raise
         if expired:
             return None
         return [f for e in events if (f := self.hub.frame_for(channel, e))]
@@ -618,14 +639,26 @@ class Daemon:
         assert client.throttle is not None
         delay = client.throttle.hit(now)
         if delay == 0.0:
-            self._write(client, protocol.LEGACY_UPDATED)
+            self._legacy_due(client)
         elif delay is not None:
             client.timer = asyncio.get_running_loop().call_later(delay, self._legacy_due, client)
 
     def _legacy_due(self, client: Client) -> None:
+        """Send the `updated` a legacy client is owed; it is never closed as too slow.
+
+        Its backlog is one bit: while earlier bytes still wait in its buffer,
+        the owed `updated` waits for the next window instead of piling up (a
+        client that never reads again is ended by the ping timeout).
+        """
         assert client.throttle is not None
         client.timer = None
-        client.throttle.fired(asyncio.get_running_loop().time())
+        loop = asyncio.get_running_loop()
+        transport = client.ws.transport
+        if transport is not None and transport.get_write_buffer_size() > 0:
+            client.throttle.defer()
+            client.timer = loop.call_later(client.throttle.window, self._legacy_due, client)
+            return
+        client.throttle.fired(loop.time())
         self._write(client, protocol.LEGACY_UPDATED)
 
     def _write(self, client: Client, frame: bytes) -> None:

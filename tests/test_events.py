@@ -231,3 +231,45 @@ async def test_bad_frames_get_an_error_and_the_socket_keeps_working(
     execute(watched_db, "INSERT INTO example_task (title) VALUES ('still works')")
     await client.expect("event", op="INSERT")
     await client.close()
+
+
+async def test_legacy_channels_keep_row_grants_inside_them(
+    start_daemon, watched_db: str
+) -> None:
+    """--legacy-channels example_task narrows a row grant to that row channel, not to nothing."""
+    daemon = await start_daemon(legacy_channels=("example_task",))
+    cookie = {"Cookie": "bridge_token=" + token(7, "example_task:owner_id=7")}
+    legacy = await WsClient.connect(legacy_url(daemon), additional_headers=cookie)
+    assert await legacy.recv() == "updated"
+    execute(watched_db, "INSERT INTO example_task (title, owner_id) VALUES ('mine', 7)")
+    assert await legacy.recv() == "updated"
+    await legacy.close()
+
+
+async def test_a_cookie_other_apps_mangle_does_not_hide_ours(daemon: Daemon) -> None:
+    """Cookies SimpleCookie gives up on (`a=b c`, JSON values) do not hide bridge_token."""
+    header = 'pref={"a":1}; a=b c; bridge_token=' + token(1, "example_task") + "; x=a\\b"
+    legacy = await WsClient.connect(legacy_url(daemon), additional_headers={"Cookie": header})
+    assert await legacy.recv() == "updated"
+    await legacy.close()
+
+
+async def test_subscribing_without_a_token_is_unauthorized(daemon: Daemon) -> None:
+    """Before `auth`, any non-anonymous channel, existing or not, gets `unauthorized`."""
+    client = await WsClient.connect(v1_url(daemon))
+    for channel in ("example_task", "no_such_table"):
+        await client.send_json({"type": "subscribe", "channel": channel})
+        await client.expect("error", code="unauthorized", channel=channel)
+    await client.auth(token(1, "example_task"))
+    await client.subscribe("example_task")
+    await client.close()
+
+
+async def test_probing_channel_names_is_cut_off(start_daemon) -> None:
+    """Refused subscribes count as bad messages: probing many names ends with 4029."""
+    daemon = await start_daemon(max_bad_messages=5)
+    client = await WsClient.connect(v1_url(daemon))
+    await client.auth(token(1, "example_task:owner_id=1"))
+    for i in range(50):
+        await client.send_json({"type": "subscribe", "channel": f"guess_{i}"})
+    assert await client.closed_with() == 4029
