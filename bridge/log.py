@@ -106,6 +106,9 @@ async def watched(conn: psycopg.AsyncConnection) -> dict[str, str | None]:
     return {ch: col for ch, col in await cur.fetchall()}
 
 
+STAMP_ROWS = 10000  # bridge.stamp() cuts at most this many rows into one tick
+
+
 async def stamp(conn: psycopg.AsyncConnection) -> int | None:
     """Cut a tick over every committed, unstamped row; returns it, or None if none was cut."""
     cur = await conn.execute("SELECT bridge.stamp()")

@@ -89,9 +89,18 @@ class Reader:
         if self.reload_watched:
             self.reload_watched = False
             self.hub.watched = await log.watched(conn)
-        await log.stamp(conn)
+        total, full = await self._stamp_and_read(conn)
+        while full:  # the tick was cut at its size limit: more rows wait for the next one
+            read, full = await self._stamp_and_read(conn)
+            total += read
+        await self._maybe_prune(conn)
+        return total
+
+    async def _stamp_and_read(self, conn: psycopg.AsyncConnection) -> tuple[int, bool]:
+        """Cut a tick and publish everything after the cursor: (events, was the tick full)."""
+        tick = await log.stamp(conn)
         check = self._check_pruned or time.monotonic() - self._read_at > self.retention / 2
-        total = 0
+        total = in_tick = 0
         while True:
             started = time.monotonic()
             before = self.hub.cursor
@@ -105,6 +114,7 @@ class Reader:
                     continue
             self._whole_tick = len(events) < BATCH_ROWS
             if events:
+                in_tick += sum(1 for e in events if e.pos[0] == tick)
                 batch = self.hub.publish(events)
                 total += batch.events
                 self.metrics.events_read.inc(batch.events)
@@ -113,8 +123,7 @@ class Reader:
             if self._whole_tick:
                 self._read_at = started
                 break
-        await self._maybe_prune(conn)
-        return total
+        return total, tick is not None and in_tick >= log.STAMP_ROWS
 
     def _missed(self, cursor: log.Pos, pruned_through: int) -> bool:
         """Whether pruning deleted rows after `cursor` (ticks are deleted whole)."""

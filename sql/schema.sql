@@ -7,7 +7,7 @@
 -- Positions. A sequence id is not commit order (a transaction holding id 5
 -- can commit after the one holding id 6), so writers only append rows with
 -- tick NULL. A daemon then stamps every committed, unstamped row with the
--- next tick number, in one UPDATE under an advisory lock (bridge.stamp()).
+-- next tick number, in an UPDATE under an advisory lock (bridge.stamp()).
 -- Stamps are taken in lock order, and the lock is released at commit, so
 -- tick order is commit order and every daemon sees the same (tick, id)
 -- positions. A row from a transaction that is still open is invisible to the
@@ -80,7 +80,12 @@ BEGIN
         RETURN NULL;
     END IF;
     t := nextval('bridge.tick_seq');
-    UPDATE bridge.log SET tick = t WHERE tick IS NULL;
+    -- At most 10,000 rows a tick, oldest first: a backlog left by a long outage
+    -- is cut into several short ticks instead of one UPDATE holding the lock
+    -- for minutes. Every row here has committed, and a later change to one row
+    -- always has a higher id, so a later or equal tick: order still holds.
+    UPDATE bridge.log SET tick = t
+     WHERE id IN (SELECT id FROM bridge.log WHERE tick IS NULL ORDER BY id LIMIT 10000);
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n = 0 THEN
         RETURN NULL;
@@ -117,5 +122,5 @@ BEGIN
 END
 $$;
 
-INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '2')
+INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '3')
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;

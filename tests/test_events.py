@@ -273,3 +273,23 @@ async def test_probing_channel_names_is_cut_off(start_daemon) -> None:
     for i in range(50):
         await client.send_json({"type": "subscribe", "channel": f"guess_{i}"})
     assert await client.closed_with() == 4029
+
+
+async def test_a_backlog_is_stamped_in_bounded_ticks(daemon: Daemon, watched_db: str) -> None:
+    """25,000 single-row commits made while no daemon stamps: several ticks, all delivered."""
+    client = await _subscriber(daemon, "example_task")
+    with psycopg.connect(watched_db) as blocker:
+        blocker.execute("SELECT pg_advisory_xact_lock(hashtext('pg_notify_bridge.stamp'))")
+        with psycopg.connect(watched_db, autocommit=True) as conn, conn.cursor() as cur:
+            cur.executemany("INSERT INTO example_task (title) VALUES (%s)",
+                            [(f"t{i}",) for i in range(25000)])
+        blocker.rollback()  # the daemon may stamp now
+    seen: set[str] = set()
+    ticks: set[str] = set()
+    while len(seen) < 25000:
+        frame = await client.expect("event", op="INSERT", timeout=60)
+        seen.update(frame["pks"])
+        ticks.add(frame["position"].split("-")[1])
+    assert len(seen) == 25000
+    assert len(ticks) >= 3  # at most 10,000 rows a tick
+    await client.close()
