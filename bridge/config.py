@@ -38,6 +38,14 @@ def parse_duration(text: str | float) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def format_duration(seconds: float) -> str:
+    """The shortest of `1h`, `5m`, `20s`, `500ms` that says `seconds` exactly (for --help)."""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
 def parse_size(text: str | int) -> int:
     """`65536`, `64KiB`, `1MiB` as a number of bytes."""
     if isinstance(text, int):
@@ -207,6 +215,8 @@ def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None =
             continue
         default = option.default
         shown = ", ".join(default) if isinstance(default, tuple) else default
+        if option.parse is parse_duration and isinstance(default, float):
+            shown = format_duration(default)
         help_text = f"{option.help} [env {option.env_var}"
         help_text += f"; default {shown}]" if shown not in (None, "", ()) else "]"
         if option.is_list:

@@ -37,6 +37,7 @@ class Batch(Generic[C]):
     deliveries: list[Delivery[C]] = field(default_factory=list)
     legacy: set[C] = field(default_factory=set)
     events: int = 0
+    truncate_resyncs: int = 0
 
 
 class Hub(Generic[C]):
@@ -171,6 +172,7 @@ class Hub(Generic[C]):
             subs = self._v1.get(row_channel)
             if subs:
                 frame = protocol.resync_frame(row_channel, position, "truncate")
+                batch.truncate_resyncs += len(subs)
                 batch.deliveries.append(Delivery(frame, list(subs)))
             batch.legacy.update(self._legacy.get(row_channel, ()))
 

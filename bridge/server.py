@@ -597,6 +597,8 @@ class Daemon:
         """Write a published batch: each frame once per client, legacy through its throttle."""
         for delivery in batch.deliveries:
             self._fanout(delivery.frame, delivery.clients)
+        if batch.truncate_resyncs:
+            self.metrics.resyncs.labels(reason="truncate").inc(batch.truncate_resyncs)
         if batch.legacy:
             now = asyncio.get_running_loop().time()
             for client in batch.legacy:

@@ -272,3 +272,17 @@ def test_every_option_has_a_flag_and_a_variable_in_help(
     for option in cfg.OPTIONS:
         assert option.flag in flat, option.flag
         assert f"env {option.env_var}" in flat, option.env_var
+
+
+def test_help_shows_durations_as_written_in_the_contract(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--help shows 1h, 1s and 24h, the way DESIGN.md and users write them."""
+    from bridge.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "BRIDGE_TOKEN_MAX_AGE; default 1h]" in text
+    assert "BRIDGE_LEGACY_WINDOW; default 1s]" in text
+    assert "BRIDGE_RETENTION; default 24h]" in text

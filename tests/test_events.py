@@ -53,6 +53,8 @@ async def test_truncate_resyncs_row_channels(daemon: Daemon, watched_db: str) ->
     client = await _subscriber(daemon, "example_task:owner_id=7")
     execute(watched_db, "TRUNCATE example_task")
     await client.expect("resync", channel="example_task:owner_id=7", reason="truncate")
+    assert daemon.metrics.registry.get_sample_value(
+        "bridge_resyncs_total", {"reason": "truncate"}) == 1
     await client.close()
 
 
