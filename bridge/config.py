@@ -313,21 +313,31 @@ def _from_django(module_name: str) -> dict[str, tuple[str, Any]]:
         values.setdefault("secret_key_fallbacks", (f"{where} SECRET_KEY_FALLBACKS",
                                                    list(module.SECRET_KEY_FALLBACKS)))
     if "database_url" not in values:
-        url = _database_url(getattr(module, "DATABASES", {}).get("default", {}))
+        url = django_database_url(getattr(module, "DATABASES", {}).get("default", {}))
         if url:
             values["database_url"] = (f"{where} DATABASES['default']", url)
     return values
 
 
-def _database_url(db: Mapping[str, Any]) -> str | None:
-    """A libpq conninfo string for a Django DATABASES entry, if it is PostgreSQL."""
+# DATABASES OPTIONS that Django's backend consumes itself; the rest are libpq's (sslmode...).
+_NOT_LIBPQ = frozenset({"pool", "server_side_binding", "isolation_level", "assume_role",
+                        "cursor_factory", "context", "prepare_threshold"})
+
+
+def django_database_url(db: Mapping[str, Any]) -> str | None:
+    """A libpq conninfo string for a Django DATABASES entry (with its libpq OPTIONS, so
+    sslmode and friends survive), or None when it is not PostgreSQL."""
     if "postgresql" not in str(db.get("ENGINE", "")):
         return None
     from psycopg.conninfo import make_conninfo
 
-    parts = {"dbname": db.get("NAME"), "user": db.get("USER"), "password": db.get("PASSWORD"),
-             "host": db.get("HOST"), "port": db.get("PORT")}
-    return make_conninfo(**{k: str(v) for k, v in parts.items() if v})
+    parts: dict[str, Any] = {"dbname": db.get("NAME"), "user": db.get("USER"),
+                             "password": db.get("PASSWORD"), "host": db.get("HOST"),
+                             "port": db.get("PORT")}
+    for key, value in (db.get("OPTIONS") or {}).items():
+        if key not in _NOT_LIBPQ and isinstance(value, (str, int)) and not isinstance(value, bool):
+            parts[key] = value
+    return make_conninfo(**{k: str(v) for k, v in parts.items() if v not in (None, "")})
 
 
 def _check(config: Config) -> None:

@@ -286,3 +286,19 @@ def test_help_shows_durations_as_written_in_the_contract(
     assert "BRIDGE_TOKEN_MAX_AGE; default 1h]" in text
     assert "BRIDGE_LEGACY_WINDOW; default 1s]" in text
     assert "BRIDGE_RETENTION; default 24h]" in text
+
+
+def test_django_database_options_reach_the_daemon() -> None:
+    """sslmode and other libpq OPTIONS of a Django DATABASES entry survive into the URL."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from bridge.config import django_database_url
+
+    url = django_database_url({"ENGINE": "django.db.backends.postgresql", "NAME": "app",
+                               "USER": "u", "HOST": "db.example",
+                               "OPTIONS": {"sslmode": "verify-full", "pool": True,
+                                           "sslrootcert": "/etc/ca.pem"}})
+    assert url is not None
+    assert conninfo_to_dict(url) == {"dbname": "app", "user": "u", "host": "db.example",
+                                     "sslmode": "verify-full", "sslrootcert": "/etc/ca.pem"}
+    assert django_database_url({"ENGINE": "django.db.backends.sqlite3"}) is None

@@ -12,26 +12,18 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
-from psycopg.conninfo import make_conninfo
+
+from bridge.config import django_database_url
 
 from ... import conf
-
-# Options Django keeps in OPTIONS that are not libpq connection parameters.
-_NOT_LIBPQ = {"pool", "server_side_binding", "isolation_level", "assume_role", "cursor_factory",
-              "context", "prepare_threshold"}
 
 
 def database_url(alias: str) -> str:
     """A libpq conninfo string for a Django database alias."""
-    db = connections[alias].settings_dict
-    if connections[alias].vendor != "postgresql":
+    url = django_database_url(connections[alias].settings_dict)
+    if connections[alias].vendor != "postgresql" or url is None:
         raise CommandError(f"database {alias!r} is not PostgreSQL: the bridge needs PostgreSQL")
-    params = {"dbname": db.get("NAME"), "user": db.get("USER"), "password": db.get("PASSWORD"),
-              "host": db.get("HOST"), "port": db.get("PORT")}
-    for key, value in (db.get("OPTIONS") or {}).items():
-        if key not in _NOT_LIBPQ and isinstance(value, (str, int)):
-            params[key] = value
-    return make_conninfo(**{k: str(v) for k, v in params.items() if v not in (None, "")})
+    return url
 
 
 class Command(BaseCommand):
