@@ -87,7 +87,7 @@ def status(config: Config, metrics_urls: Sequence[str]) -> int:
 
 
 def _database_status(conn: psycopg.Connection) -> list[str]:
-    meta = dict(conn.execute("SELECT key, value FROM bridge.meta").fetchall())
+    meta: dict[str, str] = dict(conn.execute("SELECT key, value FROM bridge.meta").fetchall())
     db_id = meta.get("db_id", "?")
     lines = [f"database {conn.info.dbname} (db_id {db_id}, schema version"
              f" {meta.get('schema_version', '?')})"]

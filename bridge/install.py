@@ -132,7 +132,7 @@ def plan(
     channel: str | None = None,
     channel_column: str | None = None,
     pks_cap: int = PKS_CAP,
-) -> list[sql.Composable]:
+) -> list[sql.Composed]:
     """The statements that install triggers on `table` (after the schema), for --dry-run too."""
     info = resolve(conn, table)
     channel = channel or default_channel(info)
@@ -153,7 +153,7 @@ def plan(
             )
         if channel_column not in info.columns:
             raise InstallError(f"table {info.qualified} has no column {channel_column!r}")
-    statements: list[sql.Composable] = []
+    statements: list[sql.Composed] = []
     fnames = []
     for op in OPS:
         fname = function_name(info, op)

@@ -17,6 +17,7 @@ import random
 import secrets
 import time
 from contextlib import AsyncExitStack
+from typing import Any
 
 import psycopg
 
@@ -32,7 +33,7 @@ STABLE_SESSION = 10.0
 """Seconds a session must stay up before its loss restarts the backoff from the base."""
 PROBE_PREFIX = "probe:"
 PROBE_TIMEOUT = 3.0
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+_KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                "keepalives_count": 3}
 
 

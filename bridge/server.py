@@ -350,7 +350,8 @@ class Daemon:
         if handshake is None:  # pragma: no cover - process_request always records one
             await ws.close(1011, "internal error")
             return
-        endpoint = LEGACY if urlsplit(ws.request.path).path == "/" else V1
+        path = urlsplit(ws.request.path).path if ws.request is not None else "/v1"
+        endpoint = LEGACY if path == "/" else V1
         client = Client(ws, endpoint, handshake.address, handshake.grant)
         self.clients.add(client)
         self._per_address[client.address] += 1
@@ -513,6 +514,7 @@ class Daemon:
             if pos >= hub.cursor:
                 break
             upto = hub.cursor
+            frames: list[bytes] | None
             if hub.remembers(pos):
                 frames = hub.replay(channel, pos)
             else:
