@@ -89,12 +89,16 @@ def test_tokens_work_for_a_uuid_primary_key(django_db: str) -> None:
     assert "bridge_token" not in second.cookies  # its own fresh cookie: kept, not re-minted
 
 
-def test_tag_gives_anonymous_users_no_token(django_db: str) -> None:
-    """Without a login the default hook grants nothing: no token is minted."""
+def test_tag_gives_anonymous_users_no_token_but_the_channels_named(django_db: str) -> None:
+    """Without a login no token is minted; the named channels are passed on, so bridge.js
+    can ask the daemon for its anonymous channels."""
     from django.contrib.auth.models import AnonymousUser
 
-    _, config = render_tag(AnonymousUser())
-    assert config["token"] is None and config["channels"] == []
+    _, config = render_tag(AnonymousUser(), '{% load bridge %}{% bridge_client "public_news"'
+                                            ' "example_task" "Bad Name" "public_news" %}')
+    assert config["token"] is None
+    assert config["channels"] == ["public_news", "example_task"]
+    assert config["tokenUrl"] == "/bridge/token"
 
 
 def test_channels_hook_decides_what_a_token_covers(django_db: str) -> None:
@@ -105,7 +109,7 @@ def test_channels_hook_decides_what_a_token_covers(django_db: str) -> None:
         _, staff = render_tag(make_user("boss", is_staff=True))
         _, other = render_tag(make_user("worker"))
     assert staff["channels"] == ["example_task"]
-    assert other["token"] is None
+    assert other["token"] is None and other["channels"] == ["example_task"]
 
 
 def test_tag_uses_configured_url_and_secure(django_db: str) -> None:

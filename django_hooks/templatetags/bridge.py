@@ -17,6 +17,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 from django.utils.safestring import SafeString
 
+from bridge import channels as channel_names
+
 from .. import conf, tokens
 from ..context_processors import is_secure
 
@@ -26,9 +28,16 @@ CONFIG_ID = "pg-bridge-config"
 
 
 def client_config(request: Any, requested: list[str]) -> dict[str, Any]:
-    """What bridge.js needs: where to connect, the token, the granted channels, the token URL."""
+    """What bridge.js needs: where to connect, the token, its channels, the token URL.
+
+    With a token, the channels are those it grants. Without one (an anonymous
+    user, or one the hook grants nothing), they are the channels named: bridge.js
+    then connects without a token and the daemon's --allow-anonymous channels apply.
+    """
     user = getattr(request, "user", None)
     token, granted = tokens.for_user(user, requested)
+    if token is None:
+        granted = [name for name in dict.fromkeys(requested) if channel_names.is_valid(name)]
     try:
         token_url = reverse("django_hooks:token")
     except NoReverseMatch:

@@ -23,6 +23,12 @@
  *   with a deadline finds it, and so does coming back to the tab or network.
  * - Close code 4001 means the token was refused (expired): ask the page's
  *   token URL for a fresh one, so a tab left open for days keeps working.
+ * - A 403 from the token URL means this user gets no token (not logged in):
+ *   connect without one, so the daemon's --allow-anonymous channels apply.
+ *   Channels it refuses are not asked again, and a 4001 on a socket without
+ *   a token (the daemon takes no anonymous clients) leaves the page offline
+ *   until the tab becomes visible or the network returns: asking again
+ *   sooner would get the same answer.
  * - refetchOn() fetches at once on the first change, runs one fetch at a
  *   time, and folds changes within minInterval into one fetch at its end: a
  *   busy table never costs more queries than polling did.
@@ -228,7 +234,7 @@
     },
 
     _connect: function () {
-      var self = this, ws;
+      var self = this, ws, hadToken = !!this.token;
       if (this._closed) return;
       if (!this._everLive) this._setState("connecting");  // after a drop: offline until live
       this._authed = false;
@@ -256,7 +262,7 @@
         self._schedulePing();
       };
       ws.onmessage = function (message) { self._receive(message.data); };
-      ws.onclose = function (event) { self._onClose(ws, event.code); };
+      ws.onclose = function (event) { self._onClose(ws, event.code, hadToken); };
       ws.onerror = function () { /* onclose follows and decides */ };
     },
 
@@ -326,12 +332,16 @@
     },
 
     _onError: function (frame) {
-      if (frame.code === "unauthorized") {
+      // A channel not granted, or not anonymous on a socket without a token: asking
+      // again would close with 4003 or count towards the bad-message limit (4029).
+      var refused = !!frame.channel && (frame.code === "forbidden" ||
+                                        (frame.code === "unauthorized" && !this.token));
+      if (frame.code === "unauthorized" && !refused) {
         this._needToken = !!this.options.tokenUrl;
         return;  // the daemon closes with 4001 next
       }
-      if (frame.code === "forbidden" && frame.channel) {
-        this.refused[frame.channel] = true;  // asking again would close with 4003
+      if (refused) {
+        this.refused[frame.channel] = true;
         this._checkLive();
       }
       report(frame.code + ": " + frame.message);
@@ -355,12 +365,20 @@
       }
     },
 
-    _onClose: function (ws, code) {
+    _onClose: function (ws, code, hadToken) {
       if (ws !== this._ws) return;
       this._ws = null;
       this._clearTimers();
       if (this._closed) return;
-      if (code === 4001) this._needToken = !!this.options.tokenUrl;
+      if (code === 4001) {
+        this._needToken = !!this.options.tokenUrl;
+        if (!hadToken) {  // no anonymous access: wait for _wake, do not loop
+          clearTimeout(this._timer);
+          this._timer = null;
+          this._setState("offline");
+          return;
+        }
+      }
       this._retry();
     },
 
@@ -398,11 +416,12 @@
       if (query) url += (url.indexOf("?") < 0 ? "?" : "&") + query;
       return root.fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}})
         .then(function (response) {
+          if (response.status === 403) return {token: null};  // no token for this user
           if (!response.ok) throw new Error("token URL answered " + response.status);
           return response.json();
         })
         .then(function (body) {
-          self.token = body.token;
+          self.token = body.token || null;
           self._needToken = false;
           if (body.channels && body.channels.length) {
             body.channels.forEach(self._want, self);
