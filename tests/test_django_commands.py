@@ -11,6 +11,7 @@ from django.core import signing
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from bridge import install
 from bridge.auth import Verifier
 from django_hooks.triggers import raw_connection
 from tests.django_site import REPO, child_env, free_port, stop_process, wait_http
@@ -69,6 +70,18 @@ def test_dry_run_prints_sql_and_changes_nothing(django_db: str) -> None:
     assert "CREATE TRIGGER" in out and "AFTER TRUNCATE ON" in out
     assert '"public"."example_task"' in out and "example_task:owner_id=" in out
     assert trigger_count() == 0 and watched_row() is None
+
+
+def test_dry_run_prints_what_the_bridge_cli_prints(django_db: str) -> None:
+    """--dry-run prints the schema SQL and the plan exactly as `python -m bridge
+    install-triggers --dry-run` (make install-triggers) does for the same table."""
+    cli = subprocess.run(
+        [sys.executable, "-m", "bridge", "install-triggers", "public.example_task",
+         "--channel-column", "owner_id", "--dry-run", "--database-url", django_db],
+        env=child_env(), cwd=REPO, check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    assert cli.startswith(install.schema_sql())
+    assert run("bridge_install_triggers", "example.Task", "--dry-run") == cli
 
 
 def test_unknown_model_is_a_command_error(django_db: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from bridge import install as bridge_install
 from bridge.errors import BridgeError
 
 from ... import triggers, watch
@@ -42,6 +43,10 @@ class Command(BaseCommand):
                 " {'app.Model': {'channel_column': 'owner_id'}}"
             )
         using = options["database"]
+        if options["dry_run"] and not options["uninstall"]:
+            # Exactly what `python -m bridge install-triggers --dry-run` prints: the
+            # schema once, then each table's statements.
+            self.stdout.write(bridge_install.schema_sql() + "\n")
         try:
             for target in targets:
                 self._one(target, using, options)
@@ -53,7 +58,6 @@ class Command(BaseCommand):
             if options["uninstall"]:
                 self.stdout.write(f"-- would remove the triggers of {target.db_table}")
                 return
-            self.stdout.write(f"-- {target.label}: after creating or upgrading the bridge schema")
             for statement in triggers.plan_sql(target, using):
                 self.stdout.write(statement + ";")
             return
