@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 TABLES ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
@@ -18,11 +19,17 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk -F':.*## ' '{ printf "  make %-18s %s\n", $$1, $$2 }'
 
-venv: $(STAMP) ## create .venv and install the project with its test and bench extras
+venv: $(STAMP) $(BENCH_STAMP) ## create .venv and install the project with its test and bench extras
 
 # Reinstalls only when the packaging files change, so `make test` stays fast.
+# The bench extra (daphne, channels, matplotlib...) is installed only for
+# `make bench` and `make venv`: `make test` and CI never need it.
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+$(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	@touch $@
 
@@ -40,7 +47,7 @@ install-triggers: $(STAMP) ## install triggers: make install-triggers DATABASE_U
 	@test -n "$(strip $(TABLES))" || { echo 'make install-triggers: set TABLES, e.g. TABLES="public.example_task public.other"' >&2; exit 2; }
 	$(PY) -m bridge install-triggers $(TABLES)
 
-bench: $(STAMP) ## run the benchmarks (BENCH_ARGS=... passes options to python -m bench)
+bench: $(BENCH_STAMP) ## run the benchmarks (BENCH_ARGS=--quick: under 2 minutes; full: under 20)
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean: ## remove caches and build output (keeps .venv and the demo's .pgdata)

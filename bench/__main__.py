@@ -27,12 +27,13 @@ PLANS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "fanout_1k": ({"events": 40}, {"events": 100}),
     "fanout_10k": ({"events": 10}, {"events": 50}),
     "uvloop": ({}, {"events": 100}),
+    "what_if_stamp": ({}, {"events": 300}),
     "ingest": ({"seconds": 4}, {"seconds": 15}),
     "idle": ({"breakdown": False}, {"breakdown": True}),
     "writer_cost": ({"seconds": 2, "rounds": 1, "variants": ["plain", "triggers"]},
-                    {"seconds": 6, "rounds": 3, "variants": list(writers.VARIANTS)}),
+                    {"seconds": 4, "rounds": 5, "variants": list(writers.VARIANTS)}),
     "writer_latency": ({"seconds": 3}, {"seconds": 10}),
-    "bulk": ({"repeats": 3}, {"repeats": 7}),
+    "bulk": ({"repeats": 5}, {"repeats": 15}),
     "compare": ({"plan": [(0.1, 10), (1.0, 5), (10.0, 3)]},
                 {"plan": [(0.1, 60), (1.0, 30), (10.0, 15)]}),
     "channels": ({"plan": [(1.0, 4), (10.0, 15)]}, {"plan": [(1.0, 20), (10.0, 100)]}),
@@ -70,6 +71,14 @@ def run_scenario(name: str, pg: Cluster, settings: dict[str, Any]) -> dict[str, 
                                                  events=settings["events"], gap=0.1,
                                                  processes=2, source_count=2, uvloop=use)}
         return out
+    if name == "what_if_stamp":
+        if not settings:
+            return {"skipped": "full run only"}
+        url = pg.create_database("bench_what_if")
+        # The daemon's stamp is a write transaction: its COMMIT waits for the WAL flush.
+        return {"synchronous_commit_off_for_the_daemon": delivery.run_latency(
+            url, subscribers=1, events=settings["events"], rate=None, gap=0.02,
+            daemon_env={"PGOPTIONS": "-c synchronous_commit=off"})}
     if name == "ingest":
         return writers.ingest(pg, seconds=settings["seconds"])
     if name == "idle":

@@ -67,10 +67,10 @@ def latencies(commits: dict[str, float], arrivals: dict[str, list[float]]) -> tu
 
 def run_latency(url: str, *, subscribers: int, events: int, rate: float | None,
                 gap: float = 0.02, seed: int = 1, daemon_args: tuple[str, ...] = (),
-                uvloop: bool = False) -> dict[str, Any]:
+                uvloop: bool = False, daemon_env: dict[str, str] | None = None) -> dict[str, Any]:
     """Commit `events` writes (Poisson at `rate`/s, or `gap` apart when idle); time delivery."""
     rng = random.Random(seed)
-    with Daemon(url, *daemon_args, uvloop=uvloop) as daemon, \
+    with Daemon(url, *daemon_args, uvloop=uvloop, env=daemon_env) as daemon, \
             Clients(daemon.port, subscribers, processes=1 if subscribers <= 100 else 2) as clients:
         conn = clients.connect()
         clients.collect()

@@ -183,13 +183,21 @@ def _details(results: dict[str, Any]) -> str:
                        f" | {_ms(r['latency_ms'])} | {r['server_cpu_us_per_frame']} |")
     wc = s.get("writer_cost") or {}
     if "tps" in wc:
-        out += ["", "### Writer cost (pgbench, single-row UPDATE transactions, median TPS)", "",
-                "| variant | 1 writer | 8 writers | share 1 | share 8 |",
-                "|---|---:|---:|---:|---:|"]
+        out += ["", "### Writer cost (pgbench, single-row UPDATE transactions, no daemon)", "",
+                f"{wc['rounds']} rounds of {wc['seconds']} s runs; share = median of the"
+                " paired ratios (variant / its baseline in the same round); best = best run /"
+                " best baseline run; PostgreSQL CPU = every process of the cluster, least"
+                " over rounds.", "",
+                "| variant | TPS 1 / 8 writers (median) | share 1 / 8 | best share 1 / 8 |"
+                " PostgreSQL CPU us/txn 1 / 8 |", "|---|---|---|---|---|"]
         for v, by_n in wc["tps"].items():
             sh = wc.get("share_of_plain", {}).get(v, {})
-            out.append(f"| {v}: {wc['variants'][v]} | {by_n.get('1')} | {by_n.get('8')} |"
-                       f" {sh.get('1', '')} | {sh.get('8', '')} |")
+            bs = wc.get("best_share_of_plain", {}).get(v, {})
+            cpu = wc.get("pg_cpu_us_per_txn", {}).get(v, {})
+            out.append(f"| {v}: {wc['variants'][v]} | {by_n.get('1')} / {by_n.get('8')} |"
+                       f" {sh.get('1', '-')} / {sh.get('8', '-')} |"
+                       f" {bs.get('1', '-')} / {bs.get('8', '-')} |"
+                       f" {cpu.get('1', '-')} / {cpu.get('8', '-')} |")
     wl = s.get("writer_latency") or {}
     if "0" in wl:
         out += ["", f"### Writers' latency at {wl['rate']} writes/s (pgbench -R, 4 clients)", "",
@@ -216,6 +224,11 @@ def _details(results: dict[str, Any]) -> str:
                        f" daemon {f['daemon_cpu_us_per_frame']} us/frame, load generators"
                        f" ({f['loadgen_processes']} processes) {f['loadgen_cpu_us_per_frame']}"
                        f" us/frame; connect {f['connect_s']} s")
+    stamp = _get(s, "what_if_stamp", "synchronous_commit_off_for_the_daemon")
+    if stamp:
+        out.append(f"- what-if, the daemon's sessions with synchronous_commit=off (its stamp"
+                   f" commits without waiting for the WAL flush): 1 idle subscriber, latency ms"
+                   f" p50 / p99 / max {_ms(stamp['latency_ms'])}")
     uv = s.get("uvloop") or {}
     if "uvloop" in uv:
         for loop in ("asyncio", "uvloop"):
