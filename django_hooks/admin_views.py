@@ -13,9 +13,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from django.conf import settings
-
 from bridge.metrics import scrape
+
+from . import conf
 
 FETCH_TIMEOUT = 2.0
 """Seconds one daemon may take to answer: a dead one must not stall the page."""
@@ -26,7 +26,7 @@ REFRESH_SECONDS = 3
 
 def metrics_urls() -> list[str]:
     """BRIDGE["METRICS_URLS"]: a list of URLs, or one URL."""
-    urls = (getattr(settings, "BRIDGE", None) or {}).get("METRICS_URLS") or []
+    urls = conf.get("METRICS_URLS") or []
     return [urls] if isinstance(urls, str) else [str(u) for u in urls]
 
 

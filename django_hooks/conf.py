@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,
     # Install triggers for watched models after migrate (test databases too).
     "INSTALL_ON_MIGRATE": True,
+    # The daemons' /metrics URLs (their --metrics-port, or the main port without one),
+    # a list or one URL: the admin's "Bridge" page reads them server-side.
+    "METRICS_URLS": [],
 }
 
 

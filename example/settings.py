@@ -90,10 +90,14 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tasks"
 LOGOUT_REDIRECT_URL = "login"
 
-# One dict for both sides: Django reads MODELS, PORT, TOKEN_MAX_AGE; the daemon
-# (--django-settings example.settings) reads PORT, TOKEN_MAX_AGE and its other flags.
+# One dict for both sides: Django reads MODELS, PORT, TOKEN_MAX_AGE, METRICS_URLS; the
+# daemon (--django-settings example.settings) reads PORT, TOKEN_MAX_AGE and its other flags.
+_BRIDGE_PORT = int(os.environ.get("BRIDGE_PORT", "8765"))
 BRIDGE = {
     "MODELS": {"example.Task": {"channel_column": "owner_id"}},
-    "PORT": int(os.environ.get("BRIDGE_PORT", "8765")),
+    "PORT": _BRIDGE_PORT,
     "TOKEN_MAX_AGE": "1h",
+    # The demo daemon has no --metrics-port, so it serves /metrics on its own port;
+    # the admin's "Bridge" page (/admin/django_hooks/bridge/) reads it from here.
+    "METRICS_URLS": [f"http://127.0.0.1:{_BRIDGE_PORT}/metrics"],
 }

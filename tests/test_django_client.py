@@ -239,3 +239,17 @@ def test_token_view_is_get_only(django_db: str, method: str) -> None:
     client = Client()
     client.force_login(make_user(f"m-{method}"))
     assert getattr(client, method)("/bridge/token").status_code == 405
+
+
+def test_metrics_urls_is_a_setting_with_a_default(django_db: str) -> None:
+    """BRIDGE['METRICS_URLS'] defaults to none, and the example lists its daemon's /metrics."""
+    from django.conf import settings
+
+    from django_hooks import admin_views, conf
+
+    with override_settings(BRIDGE={"MODELS": ["example.Task"]}):
+        assert conf.get("METRICS_URLS") == [] and admin_views.metrics_urls() == []
+    with override_settings(BRIDGE={"METRICS_URLS": "http://127.0.0.1:9801/metrics"}):
+        assert admin_views.metrics_urls() == ["http://127.0.0.1:9801/metrics"]
+    port = settings.BRIDGE["PORT"]
+    assert settings.BRIDGE["METRICS_URLS"] == [f"http://127.0.0.1:{port}/metrics"]

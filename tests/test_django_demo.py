@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from example import devdb
-from tests.django_site import REPO, child_env, free_port, http_ok, stop_process
+from tests.django_site import REPO, Site, child_env, free_port, http_ok, stop_process
 from tests.timing import scaled
 
 
@@ -55,3 +56,16 @@ def test_demo_starts_everything_and_sigint_stops_it_all(tmp_path: Path) -> None:
     _, alive = psutil.wait_procs(children, timeout=scaled(10))
     assert alive == []
     assert not devdb.is_running(datadir)
+
+
+def test_example_settings_reach_the_demo_daemons_metrics(example_site: Site) -> None:
+    """The admin's Bridge page, on the example settings, reads the daemon the demo runs."""
+    script = ("import json; from django_hooks.admin_views import collect;"
+              " print(json.dumps(collect()['totals']))")
+    out = subprocess.run(
+        [sys.executable, "-m", "example", "shell", "-v0", "-c", script],
+        env=child_env(DATABASE_URL=example_site.db_url, BRIDGE_PORT=str(example_site.daemon.port)),
+        cwd=REPO, check=True, capture_output=True, text=True, timeout=scaled(60),
+    ).stdout
+    totals = json.loads(out)
+    assert totals["daemons"] == 1 and totals["up"] == 1 and totals["ready"] == 1
