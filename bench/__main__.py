@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -34,6 +35,7 @@ PLANS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
                     {"seconds": 4, "rounds": 5, "variants": list(writers.VARIANTS)}),
     "writer_latency": ({"seconds": 3}, {"seconds": 10}),
     "bulk": ({"repeats": 5}, {"repeats": 15}),
+    "breakdown": ({}, {"seconds": 3, "rounds": 3, "repeats": 9}),
     "compare": ({"plan": [(0.1, 10), (1.0, 5), (10.0, 3)]},
                 {"plan": [(0.1, 60), (1.0, 30), (10.0, 15)]}),
     "channels": ({"plan": [(1.0, 4), (10.0, 15)]}, {"plan": [(1.0, 20), (10.0, 100)]}),
@@ -96,6 +98,10 @@ def run_scenario(name: str, pg: Cluster, settings: dict[str, Any]) -> dict[str, 
                                    variants=settings["variants"])
     if name == "writer_latency":
         return writers.writer_latency(pg, seconds=settings["seconds"], subscribers=1000)
+    if name == "breakdown":
+        if not settings:
+            return {"skipped": "full run only"}
+        return writers.breakdown(pg, **settings)
     if name == "bulk":
         return writers.bulk(pg, repeats=settings["repeats"])
     if name == "compare":
@@ -128,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario {unknown[0]!r}: choose from {', '.join(PLANS)}")
     _raise_file_limit()
+    # SIGTERM unwinds like an error: every daemon, load generator and the cluster stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     command = "python -m bench" + (" --quick" if args.quick else "") + (
         f" --only {','.join(names)}" if args.only else "")
     results: dict[str, Any] = {"command": command, "mode": "quick" if args.quick else "full",

@@ -198,6 +198,13 @@ def _details(results: dict[str, Any]) -> str:
                        f" {sh.get('1', '-')} / {sh.get('8', '-')} |"
                        f" {bs.get('1', '-')} / {bs.get('8', '-')} |"
                        f" {cpu.get('1', '-')} / {cpu.get('8', '-')} |")
+    bd = s.get("breakdown") or {}
+    if "pg_cpu_us_per_txn" in bd:
+        out += ["", "### Where a writer's cost goes (UPDATE capture function cut down)", "",
+                "| UPDATE trigger | PostgreSQL CPU us/txn (1 writer) | best TPS (1 writer) |"
+                " 10,000-row UPDATE ms (median) |", "|---|---:|---:|---:|"]
+        for v, us in bd["pg_cpu_us_per_txn"].items():
+            out.append(f"| {v} | {us} | {bd['best_tps'][v]} | {bd['bulk_ms'][v]} |")
     wl = s.get("writer_latency") or {}
     if "0" in wl:
         out += ["", f"### Writers' latency at {wl['rate']} writes/s (pgbench -R, 4 clients)", "",

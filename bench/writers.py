@@ -225,3 +225,71 @@ def bulk(pg: Cluster, *, repeats: int) -> dict[str, Any]:
 
 
 __all__ = ["CHANNEL", "bulk", "ingest", "writer_cost", "writer_latency"]
+
+
+_UPDATE_BODIES = {
+    "capture_only": "BEGIN\n  RETURN NULL;\nEND",
+    "count_only": "DECLARE\n  n bigint;\nBEGIN\n  SELECT count(*) INTO n FROM bridge_new;\n"
+                  "  RETURN NULL;\nEND",
+    "log_row_notify": "BEGIN\n  INSERT INTO bridge.log (channel, tbl, op, pks, count)"
+                      " VALUES ('example_task', 'public.example_task', 'UPDATE', NULL, 1);\n"
+                      "  NOTIFY pg_notify_bridge;\n  RETURN NULL;\nEND",
+}
+
+
+def _set_update_body(url: str, body: str) -> None:
+    """Replace the UPDATE capture function's body (an experiment; install() restores it)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN bridge.watched w"
+            " ON p.proname = ANY (w.functions) WHERE w.tbl = %s AND p.proname LIKE %s",
+            (TABLE, "%_update")).fetchone()
+        assert row is not None
+        conn.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql"
+                             " AS {}").format(sql.SQL(row[0].removesuffix("()")),
+                                              sql.Literal(body)))
+
+
+def breakdown(pg: Cluster, *, seconds: float, rounds: int, repeats: int) -> dict[str, Any]:
+    """Where the writer's cost goes: the trigger's pieces, one at a time.
+
+    Single-row UPDATEs at 1 writer (PostgreSQL CPU per transaction, least over
+    rounds, and best TPS) and the 10,000-row UPDATE (median statement time),
+    with the UPDATE capture function reduced to: nothing (the transition
+    tables are still captured), a count of the new rows, one constant log row
+    plus NOTIFY, and the real function.
+    """
+    url = pg.create_database("bench_breakdown", triggers=False)
+    variants = ["plain", *_UPDATE_BODIES, "triggers"]
+
+    def prepare(variant: str) -> None:
+        set_triggers(url, variant != "plain")
+        if variant in _UPDATE_BODIES:
+            _set_update_body(url, _UPDATE_BODIES[variant])
+
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    tps: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(rounds):
+        for variant in variants:
+            prepare(variant)
+            reset_log(url)
+            before = cluster_cpu_seconds(pg.datadir)
+            result = pgbench(pg, "bench_breakdown", clients=1, seconds=seconds)
+            time.sleep(0.2)
+            tps[variant].append(result.tps)
+            cpu[variant].append((cluster_cpu_seconds(pg.datadir) - before)
+                                / max(result.transactions, 1) * 1e6)
+    bulk_ms: dict[str, list[float]] = {v: [] for v in variants}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(repeats):
+            for variant in variants:
+                prepare(variant)
+                conn.execute("VACUUM example_task")
+                started = time.monotonic()
+                conn.execute("UPDATE example_task SET done = NOT done")
+                bulk_ms[variant].append((time.monotonic() - started) * 1000)
+    set_triggers(url, True)
+    return {"seconds": seconds, "rounds": rounds, "repeats": repeats,
+            "pg_cpu_us_per_txn": {v: round(min(xs), 1) for v, xs in cpu.items()},
+            "best_tps": {v: round(max(xs), 1) for v, xs in tps.items()},
+            "bulk_ms": {v: round(statistics.median(xs), 2) for v, xs in bulk_ms.items()}}
