@@ -284,6 +284,11 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f" psycopg {m['psycopg']}; load average at start {m['loadavg_at_start']}."
         " Every number below is from that one run (bench/results/latest.json).",
         "",
+        "1-minute load average before / after each scenario (2 CPUs; the machine is shared,"
+        " so anything above what the scenario itself runs is someone else's work): "
+        + ", ".join(f"{k} {v[0]:g}/{v[1]:g}" for k, v in results.get("loadavg", {}).items())
+        + ".",
+        "",
         _md_table(results["targets"]),
         _details(results),
         "",
