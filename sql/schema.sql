@@ -84,8 +84,11 @@ BEGIN
     -- is cut into several short ticks instead of one UPDATE holding the lock
     -- for minutes. Every row here has committed, and a later change to one row
     -- always has a higher id, so a later or equal tick: order still holds.
+    -- (tick IS NULL outside too, so both sides use log_unstamped, not a scan.)
     UPDATE bridge.log SET tick = t
-     WHERE id IN (SELECT id FROM bridge.log WHERE tick IS NULL ORDER BY id LIMIT 10000);
+     WHERE tick IS NULL
+       AND id = ANY (ARRAY(SELECT id FROM bridge.log WHERE tick IS NULL
+                           ORDER BY id LIMIT 10000));
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n = 0 THEN
         RETURN NULL;
