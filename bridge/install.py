@@ -22,7 +22,7 @@ from psycopg import sql
 from . import channels
 from .errors import InstallError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 NOTIFY_CHANNEL = "pg_notify_bridge"
 WATCHED_PAYLOAD = "watched"
 PKS_CAP = 100

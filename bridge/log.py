@@ -144,6 +144,14 @@ def expired(pos: Pos, pruned_through: int) -> bool:
     return pos[0] < pruned_through or (pos[0] == pruned_through and pos[1] > 0)
 
 
+async def advance(conn: psycopg.AsyncConnection, after: Pos, limit: int) -> list[Event]:
+    """stamp(), then read_after(): one round trip for the reader's usual wake-up."""
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM bridge.advance(%s, %s, %s)", (after[0], after[1], limit)
+    )
+    return [_event(r) for r in await cur.fetchall()]
+
+
 async def read_after(conn: psycopg.AsyncConnection, after: Pos, limit: int) -> list[Event]:
     """Stamped rows after a position, in position order (index log_position)."""
     cur = await conn.execute(

@@ -97,14 +97,23 @@ class Reader:
         return total
 
     async def _stamp_and_read(self, conn: psycopg.AsyncConnection) -> tuple[int, bool]:
-        """Cut a tick and publish everything after the cursor: (events, was the tick full)."""
-        tick = await log.stamp(conn)
+        """Cut a tick and publish everything after the cursor: (events, was a tick full).
+
+        The first read also stamps (log.advance: one round trip); later batches
+        only read. A tick of STAMP_ROWS rows means stamping stopped at its cap.
+        """
         check = self._check_pruned or time.monotonic() - self._read_at > self.retention / 2
-        total = in_tick = 0
+        total = 0
+        first = True
+        last_tick, last_tick_rows = -1, 0
         while True:
             started = time.monotonic()
             before = self.hub.cursor
-            events = await log.read_after(conn, before, BATCH_ROWS)
+            if first:
+                events = await log.advance(conn, before, BATCH_ROWS)
+                first = False
+            else:
+                events = await log.read_after(conn, before, BATCH_ROWS)
             if check:
                 # After the read, not before: a prune that committed before the
                 # read's snapshot shows here, one after it deleted nothing we read.
@@ -113,8 +122,12 @@ class Reader:
                     self._resync_all(await log.head(conn), "log pruned before it was read")
                     continue
             self._whole_tick = len(events) < BATCH_ROWS
+            for event in events:
+                if event.pos[0] == last_tick:
+                    last_tick_rows += 1
+                else:
+                    last_tick, last_tick_rows = event.pos[0], 1
             if events:
-                in_tick += sum(1 for e in events if e.pos[0] == tick)
                 batch = self.hub.publish(events)
                 total += batch.events
                 self.metrics.events_read.inc(batch.events)
@@ -123,7 +136,7 @@ class Reader:
             if self._whole_tick:
                 self._read_at = started
                 break
-        return total, tick is not None and in_tick >= log.STAMP_ROWS
+        return total, last_tick_rows >= log.STAMP_ROWS
 
     def _missed(self, cursor: log.Pos, pruned_through: int) -> bool:
         """Whether pruning deleted rows after `cursor` (ticks are deleted whole)."""

@@ -98,6 +98,19 @@ BEGIN
 END
 $$;
 
+-- stamp(), then the rows after a position: what a woken daemon does, in one
+-- round trip instead of two. The second statement runs after the first, with
+-- a snapshot that sees its stamps; the caller gets the rows only once the
+-- call (and so the stamp) has committed.
+CREATE OR REPLACE FUNCTION bridge.advance(after_tick bigint, after_id bigint, max_rows integer)
+RETURNS SETOF bridge.log
+LANGUAGE sql AS $$
+    SELECT bridge.stamp();
+    SELECT * FROM bridge.log
+     WHERE tick IS NOT NULL AND (tick, id) > (after_tick, after_id)
+     ORDER BY tick, id LIMIT max_rows;
+$$;
+
 -- Delete the ticks older than `retention`; one daemon at a time. Returns the
 -- number of log rows deleted. A position at or before pruned_through can no
 -- longer be resumed from: the daemon answers it with a resync.
@@ -125,5 +138,5 @@ BEGIN
 END
 $$;
 
-INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '3')
+INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '4')
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
