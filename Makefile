@@ -33,8 +33,9 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	@touch $@
 
-lint: $(STAMP) ## ruff check
+lint: $(STAMP) ## ruff check, and mypy on the daemon
 	$(PY) -m ruff check .
+	$(PY) -m mypy bridge
 
 test: lint ## ruff check, then the whole pytest suite (PYTEST_ARGS=... to narrow it)
 	$(PY) -m pytest $(PYTEST_ARGS)

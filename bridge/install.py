@@ -58,7 +58,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     """Create or upgrade the `bridge` schema; safe to run any number of times."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('pg_notify_bridge.install'))")
-        conn.execute(schema_sql())  # type: ignore[arg-type]
+        conn.execute(schema_sql())
 
 
 def resolve(conn: psycopg.Connection, table: str) -> Table:

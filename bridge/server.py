@@ -73,7 +73,7 @@ class Handshake:
     legacy_channels: tuple[str, ...] = ()
 
 
-class _FramesUnlogged(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _FramesUnlogged(logging.LoggerAdapter):
     """websockets' logger with DEBUG switched off.
 
     At DEBUG, websockets logs every request header and every frame, and those
