@@ -351,7 +351,10 @@ def machine() -> dict[str, Any]:
 
     import websockets
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                            capture_output=True, check=False).stdout.strip() or None
     return {
+        "commit": commit,
         "cpus": os.cpu_count(),
         "cpu_model": cpu,
         "memory_gib": round(mem / 2**30, 1),

@@ -275,7 +275,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     m = results["machine"]
     block = "\n".join([
         BEGIN,
-        f"Command: `{results['command']}` ({results['mode']} run, {results['total_seconds']} s)."
+        f"Command: `{results['command']}` ({results['mode']} run, {results['total_seconds']} s"
+        + (f", commit {m['commit']}" if m.get("commit") else "") + ")."
         f" Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux"
         f" {m['kernel']}, Python {m['python']}, PostgreSQL"
         f" {results['postgresql'].get('server_version')} (fsync"
