@@ -218,14 +218,16 @@ class Daemon:
     """`python -m bridge serve` as a subprocess on a loopback port."""
 
     def __init__(self, database_url: str, *extra: str, uvloop: bool = False,
-                 env: dict[str, str] | None = None, memory_report: Path | None = None):
+                 env: dict[str, str] | None = None, memory_report: Path | None = None,
+                 drop_handshake: bool = False):
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.database_url = database_url
         module = ["-m", "bridge", "serve"]
-        if uvloop or memory_report:
+        if uvloop or memory_report or drop_handshake:
             module = ["-m", "bench.serve", *(["--uvloop"] if uvloop else []),
-                      *(["--memory-report", str(memory_report)] if memory_report else []), "--"]
+                      *(["--memory-report", str(memory_report)] if memory_report else []),
+                      *(["--drop-handshake"] if drop_handshake else []), "--"]
         self.args = [sys.executable, *module, "--database-url", database_url,
                      "--port", str(self.port), "--host", "127.0.0.1",
                      "--secret-key", SECRET, "--allow-anonymous", CHANNEL,
