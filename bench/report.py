@@ -331,7 +331,8 @@ def plots(results: dict[str, Any], out: Path) -> None:
     ax.set_ylabel("fraction of frames")
     ax.set_title("Commit-to-client latency")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / "latency.png", dpi=100)
     plt.close(fig)
@@ -343,7 +344,8 @@ def plots(results: dict[str, Any], out: Path) -> None:
     ax.set_ylabel("fraction of events")
     ax.set_title("Fan-out of one event to every subscriber")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / "fanout.png", dpi=100)
     plt.close(fig)
@@ -381,7 +383,8 @@ def plots(results: dict[str, Any], out: Path) -> None:
         ax.set_ylabel("fraction of frames")
         ax.set_title("1,000 subscribers: bridge vs Django Channels")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
         fig.tight_layout()
         fig.savefig(out / "channels.png", dpi=100)
         plt.close(fig)
