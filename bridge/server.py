@@ -352,6 +352,7 @@ class Daemon:
             return
         path = urlsplit(ws.request.path).path if ws.request is not None else "/v1"
         endpoint = LEGACY if path == "/" else V1
+        _forget_handshake(ws)
         client = Client(ws, endpoint, handshake.address, handshake.grant)
         self.clients.add(client)
         self._per_address[client.address] += 1
@@ -698,6 +699,20 @@ def _text_frame(payload: bytes) -> bytes:
     if n < 1 << 16:
         return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
     return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+def _forget_handshake(ws: ServerConnection) -> None:
+    """Drop the handshake's headers and body: nothing reads them after process_request.
+
+    websockets keeps both for the connection's whole life. They are most of
+    an idle connection's memory that is not the socket itself (bench: 16.6 ->
+    13.8 KiB a connection), and the request's Cookie header holds a token.
+    """
+    if ws.request is not None:
+        ws.request.headers = Headers()
+    if ws.response is not None:
+        ws.response.headers = Headers()
+        ws.response.body = b""
 
 
 async def run(config: Config) -> None:
