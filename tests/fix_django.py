@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,12 @@ def chromium():  # type: ignore[no-untyped-def]
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    """A fresh page in its own browser context (no cookies shared between tests)."""
+    context = chromium.new_context()
+    new_page = context.new_page()
+    yield new_page
+    context.close()

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from django.template import Context, Template
 from django.test import RequestFactory, override_settings
 
@@ -26,14 +24,6 @@ class Traffic:
     sockets: list[Any] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
-
-
-@pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
-    context = chromium.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def anonymous_page(site: Site, page: Any, *channels: str) -> Traffic:

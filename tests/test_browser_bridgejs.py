@@ -5,24 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.django_site import REPO, Site, log_in
 from tests.timing import scaled
 
 BRIDGE_JS = REPO / "django_hooks" / "static" / "django_hooks" / "bridge.js"
 DEADLINE_MS = scaled(30) * 1000
-
-
-@pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
-    context = chromium.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def test_throttle_leads_then_folds_into_one_trailing_call(page: Any) -> None:

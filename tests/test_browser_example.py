@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.django_site import Site, log_in
 from tests.timing import scaled
 
 DEADLINE_MS = scaled(30) * 1000
-
-
-@pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
-    context = chromium.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def wait_text(page: Any, text: str) -> None:
