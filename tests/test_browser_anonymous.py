@@ -74,7 +74,7 @@ def test_anonymous_page_reads_the_daemons_anonymous_channels(
     traffic = anonymous_page(example_site, page, "example_task:owner_id=7", "example_task")
     page.wait_for_selector("#state[data-state=live]", state="attached", timeout=DEADLINE_MS)
     example_site.sql("UPDATE example_task SET title = 'seen anonymously' WHERE owner_id = 7")
-    page.wait_for_function("window.events.length > 0", timeout=DEADLINE_MS)
+    page.wait_for_function("window.events && window.events.length > 0", timeout=DEADLINE_MS)
     events = [f for f in traffic.received if f.get("type") == "event"]
     assert {f["channel"] for f in events} == {"example_task:owner_id=7"}
     errors = [f for f in traffic.received if f.get("type") == "error"]
@@ -92,7 +92,8 @@ def test_anonymous_page_stops_when_the_daemon_takes_no_anonymous_clients(
     until the tab becomes visible again."""
     restart_daemon(example_site, "--auth-timeout", "300ms")
     traffic = anonymous_page(example_site, page, "example_task")
-    page.wait_for_function("() => PgBridge.client._ws === null"
+    # window.PgBridge first: the page may still be loading bridge.js when the wait begins.
+    page.wait_for_function("() => window.PgBridge && PgBridge.client._ws === null"
                            " && PgBridge.client.state === 'offline'", timeout=DEADLINE_MS)
     assert page.evaluate("PgBridge.client._timer") is None  # no reconnect waiting to fire
     assert traffic.token_statuses == [403] and len(traffic.sockets) == 1
