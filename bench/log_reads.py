@@ -103,9 +103,8 @@ def reads(conn: psycopg.Connection, rows: int) -> list[tuple[str, dict[str, Any]
          {**table_ch, **end, "after_tick": head // 2, "after_id": 0, "limit": limit}),
         ("head()", "SELECT tick, id FROM bridge.log WHERE tick IS NOT NULL"
          " ORDER BY tick DESC, id DESC LIMIT 1", {}),
-        ("reconnect backlog count (replay_limit 10000)",
-         "SELECT count(*) FROM (SELECT 1 FROM bridge.log WHERE tick IS NOT NULL"
-         " AND (tick, id) > (%(t)s, 0) LIMIT 10001) s", {"t": head // 2}),
+        ("reconnect backlog count (replay_limit 10000)", log.COUNT_AFTER,
+         {"after_tick": head // 2, "after_id": 0, "limit": limit}),
     ]
     return [(name, explain(conn, query, params)) for name, query, params in cases]
 

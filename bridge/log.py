@@ -65,6 +65,9 @@ READ_AFTER = (
 )
 """Rows after a position: an index scan of log_position (tick, id) that stops at the limit."""
 
+COUNT_AFTER = f"SELECT count(*) FROM (SELECT 1 FROM bridge.log WHERE {_RANGE} LIMIT %(limit)s) s"
+"""How far behind a reconnecting daemon is, up to a limit: an index-only scan of log_position."""
+
 _CHANNEL_ROWS = (
     f"SELECT {_COLUMNS} FROM bridge.log WHERE channel = %(channel)s AND {_RANGE}"
     " AND (tick, id) <= (%(upto_tick)s, %(upto_id)s)"
@@ -158,6 +161,15 @@ async def read_after(conn: psycopg.AsyncConnection, after: Pos, limit: int) -> l
         READ_AFTER, {"after_tick": after[0], "after_id": after[1], "limit": limit}
     )
     return [_event(r) for r in await cur.fetchall()]
+
+
+async def count_after(conn: psycopg.AsyncConnection, after: Pos, limit: int) -> int:
+    """How many stamped rows follow a position, counting no further than `limit`."""
+    cur = await conn.execute(
+        COUNT_AFTER, {"after_tick": after[0], "after_id": after[1], "limit": limit}
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def read_last(conn: psycopg.AsyncConnection, limit: int) -> list[Event]:

@@ -150,16 +150,7 @@ class Reader:
         Rows pruned while disconnected are caught by the next catch_up's check.
         """
         await log.stamp(conn)
-        backlog = await log.read_after(conn, self.hub.cursor, 1)
-        if not backlog:
-            return
-        cur = await conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM bridge.log WHERE tick IS NOT NULL"
-            " AND (tick, id) > (%s, %s) LIMIT %s) s",
-            (*self.hub.cursor, self.replay_limit + 1),
-        )
-        row = await cur.fetchone()
-        if row and row[0] > self.replay_limit:
+        if await log.count_after(conn, self.hub.cursor, self.replay_limit + 1) > self.replay_limit:
             self._resync_all(await log.head(conn), "too many events missed while disconnected")
 
     def _resync_all(self, head: log.Pos, reason: str) -> None:

@@ -28,6 +28,7 @@ import psycopg
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
@@ -610,7 +611,7 @@ class Daemon:
             if pos <= self.hub.cursor and not future.done():
                 future.set_result(None)
 
-    def _fanout(self, frame: bytes, clients: list[Client]) -> None:
+    def _fanout(self, frame: bytes, clients: list[Client], endpoint: str = V1) -> None:
         """Write one event to many clients: its WebSocket frame is serialized once.
 
         An uncompressed server frame is the same bytes for every client (no
@@ -621,7 +622,7 @@ class Daemon:
         daemon never fragments a message, so no send can be in progress.
         """
         limit = self.config.max_client_buffer
-        wire = _text_frame(frame)
+        wire = Frame(Opcode.TEXT, frame).serialize(mask=False)  # a server never masks
         compressed = []
         sent = 0
         for client in clients:
@@ -638,7 +639,7 @@ class Daemon:
                 sent += 1
         if compressed:
             broadcast(compressed, frame, text=True)
-        self.metrics.frames_sent.labels(endpoint=V1).inc(sent + len(compressed))
+        self.metrics.frames_sent.labels(endpoint=endpoint).inc(sent + len(compressed))
 
     def _legacy_changed(self, client: Client, now: float) -> None:
         assert client.throttle is not None
@@ -668,14 +669,7 @@ class Daemon:
 
     def _write(self, client: Client, frame: bytes) -> None:
         """Queue one frame for one client, in order, without waiting."""
-        transport = client.ws.transport
-        if client.closing or transport is None:
-            return
-        if transport.get_write_buffer_size() > self.config.max_client_buffer:
-            self._too_slow(client)
-            return
-        broadcast([client.ws], frame, text=True)
-        self.metrics.frames_sent.labels(endpoint=client.endpoint).inc()
+        self._fanout(frame, [client], client.endpoint)
 
     def _too_slow(self, client: Client) -> None:
         self.metrics.slow_closes.inc()
@@ -689,16 +683,6 @@ class Daemon:
             return
         self._drop_subscriptions(client)
         client.closing = asyncio.create_task(client.ws.close(code, reason[:120]))
-
-
-def _text_frame(payload: bytes) -> bytes:
-    """An unmasked, final, uncompressed text frame (RFC 6455 section 5.2) around payload."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 1 << 16:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
 
 
 def _forget_handshake(ws: ServerConnection) -> None:
