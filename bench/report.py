@@ -317,6 +317,19 @@ def plots(results: dict[str, Any], out: Path) -> None:
 
     s = results["scenarios"]
 
+    def save_latency_cdf(fig: Any, ax: Any, title: str, path: Path) -> None:
+        """Axes, legend and file for a commit-to-frame latency CDF (log scale)."""
+        ax.set_xscale("log")
+        ax.set_xlabel("commit -> frame (ms)")
+        ax.set_ylabel("fraction of frames")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
     def cdf(ax: Any, values: list[float], label: str) -> None:
         if values:
             xs = sorted(values)
@@ -326,16 +339,7 @@ def plots(results: dict[str, Any], out: Path) -> None:
     cdf(ax, _get(s, "latency_idle", "samples_ms") or [], "1 subscriber, idle")
     cdf(ax, _get(s, "latency_loaded", "samples_ms") or [], "100 subscribers, 100 writes/s")
     cdf(ax, _get(s, "ingest", "probe_samples_ms") or [], "probe during pgbench 8 writers")
-    ax.set_xscale("log")
-    ax.set_xlabel("commit -> frame (ms)")
-    ax.set_ylabel("fraction of frames")
-    ax.set_title("Commit-to-client latency")
-    ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=100)
-    plt.close(fig)
+    save_latency_cdf(fig, ax, "Commit-to-client latency", out / "latency.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label in (("fanout_1k", "1,000 subscribers"), ("fanout_10k", "10,000 subscribers")):
@@ -378,13 +382,5 @@ def plots(results: dict[str, Any], out: Path) -> None:
         fig, ax = plt.subplots(figsize=(7, 4))
         for r in runs:
             cdf(ax, r.get("samples_ms") or [], f"{r['server']}, {r['rate']:g} events/s")
-        ax.set_xscale("log")
-        ax.set_xlabel("commit -> frame (ms)")
-        ax.set_ylabel("fraction of frames")
-        ax.set_title("1,000 subscribers: bridge vs Django Channels")
-        ax.grid(True, which="both", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "channels.png", dpi=100)
-        plt.close(fig)
+        save_latency_cdf(fig, ax, "1,000 subscribers: bridge vs Django Channels",
+                         out / "channels.png")
