@@ -9,9 +9,9 @@ serve /task-list. Designs:
     polling   AJAX polling: every tab refetches once a second (random phase)
     updated   the original snippet: refetch on every `updated` frame
               (against the original server, or the bridge's legacy `/`)
-    refetchon bridge.js refetchOn(): leading-edge throttle, one fetch in
-              flight, changes within min_interval folded into one at its end
-              (with "burst": N, a token bucket instead: a what-if, see Bucket)
+    refetchon bridge.js refetchOn(): token bucket ("burst", default 3; one
+              token back per "min_interval", default 1 s), one fetch in
+              flight, changes with no token left folded into one fetch
 
 Stdin commands (one JSON line each): "report" answers {"issued": [[t, ...]
 per tab], "starts": [[t, ...] per tab], "queries": n} (when each refetch was
@@ -90,9 +90,8 @@ class Tabs:
             self.issued[tab].append(time.monotonic())
             return self.refetch(tab)
 
-        throttle: Throttle = Throttle(fetch, self.config.get("min_interval", 1.0))
-        if self.config.get("burst"):
-            throttle = Bucket(fetch, self.config["burst"], self.config.get("min_interval", 1.0))
+        throttle = Throttle(fetch, self.config.get("min_interval", 1.0),
+                            self.config.get("burst", 3))
         async with connect(self.config["url"], ping_interval=None, compression=None,
                            open_timeout=60, max_queue=None) as ws:
             await ws.send(json.dumps({"type": "subscribe", "channel": "example_task"}))
@@ -111,15 +110,23 @@ class Tabs:
 
 
 class Throttle:
-    """bridge.js's throttle(): leading edge, at most one call in flight, trailing fold."""
+    """bridge.js's throttle(): a token bucket, at most one call in flight, one trailing fold.
 
-    def __init__(self, fn: Any, min_interval: float):
+    Up to `burst` calls go out at once, one token comes back per
+    `min_interval` (capped at `burst`); a trigger while a call runs or with no
+    token left marks one call owed, made when the call ends or the next token
+    comes. Kept step for step like bridge.js, so the bench measures the page.
+    """
+
+    def __init__(self, fn: Any, min_interval: float, burst: int = 3):
         self.fn = fn
         self.min_interval = min_interval
+        self.burst = max(1, burst)
+        self.tokens = float(self.burst)
+        self.stamp = time.monotonic()
         self.running = False
         self.pending = False
         self.timer: asyncio.TimerHandle | None = None
-        self.last = float("-inf")
 
     def trigger(self) -> None:
         if self.running or self.timer:
@@ -128,49 +135,10 @@ class Throttle:
         self.pending = True
         self._schedule()
 
-    def _schedule(self) -> None:
-        wait = self.last + self.min_interval - time.monotonic()
-        if wait > 0:
-            self.timer = asyncio.get_running_loop().call_later(wait, self._due)
-        else:
-            self._start()
-
-    def _due(self) -> None:
-        self.timer = None
-        if self.pending:
-            self._start()
-
-    def _start(self) -> None:
-        self.running = True
-        self.pending = False
-        self.last = time.monotonic()
-        task = asyncio.get_running_loop().create_task(self.fn())
-        task.add_done_callback(self._done)
-
-    def _done(self, _: object) -> None:
-        self.running = False
-        if self.pending:
-            self._schedule()
-
-
-class Bucket(Throttle):
-    """A what-if for refetchOn: a token bucket instead of a fixed window.
-
-    Up to `burst` refetches may go out at once, one token comes back per
-    `min_interval`, so the sustained rate is the same one refetch per window
-    as polling, but a change that follows another closely is not held back
-    when tokens are left. Still one fetch in flight, later changes folded.
-    """
-
-    def __init__(self, fn: Any, burst: int, min_interval: float):
-        super().__init__(fn, min_interval)
-        self.burst = burst
-        self.tokens = float(burst)
-        self.stamp = time.monotonic()
-
     def _refill(self) -> None:
         now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) / self.min_interval)
+        self.tokens = (min(self.burst, self.tokens + (now - self.stamp) / self.min_interval)
+                       if self.min_interval > 0 else float(self.burst))
         self.stamp = now
 
     def _schedule(self) -> None:
@@ -181,10 +149,23 @@ class Bucket(Throttle):
             wait = (1 - self.tokens) * self.min_interval
             self.timer = asyncio.get_running_loop().call_later(wait, self._due)
 
+    def _due(self) -> None:
+        self.timer = None
+        if self.pending:
+            self._start()
+
     def _start(self) -> None:
+        self.running = True
+        self.pending = False
         self._refill()
         self.tokens -= 1
-        super()._start()
+        task = asyncio.get_running_loop().create_task(self.fn())
+        task.add_done_callback(self._done)
+
+    def _done(self, _: object) -> None:
+        self.running = False
+        if self.pending:
+            self._schedule()
 
 
 async def main(config: dict[str, Any]) -> None:

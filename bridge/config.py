@@ -131,6 +131,9 @@ OPTIONS: tuple[Option, ...] = (
            is_list=True, metavar="CHANNEL"),
     Option("legacy_window", 1.0, "legacy `updated` throttle window (duration)", parse_duration,
            metavar="DURATION"),
+    Option("legacy_burst", 3, "legacy `updated` sent at once before the throttle folds the"
+           " rest into one per --legacy-window (1: a plain leading-edge window)", parse_int,
+           metavar="N"),
     Option("retention", 86400.0, "how long the event log keeps events (duration)",
            parse_duration, metavar="DURATION"),
     Option("log_level", "INFO", "DEBUG, INFO, WARNING or ERROR", str.upper, metavar="LEVEL"),
@@ -184,6 +187,7 @@ class Config:
     allow_anonymous: tuple[str, ...] = ()
     legacy_channels: tuple[str, ...] = ()
     legacy_window: float = 1.0
+    legacy_burst: int = 3
     retention: float = 86400.0
     log_level: str = "INFO"
     log_format: str = "text"
@@ -265,6 +269,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "token_max_age": (1, _INF),
     "max_frame_size": (128, _INF),
     "max_subscriptions": (1, _INF),
+    "legacy_burst": (1, _INF),  # 0 would never send an `updated`
     "max_bad_messages": (0, _INF),
     "auth_timeout": (0.001, _INF),
     "handshake_timeout": (0.001, _INF),

@@ -386,10 +386,10 @@ class Daemon:
         client.channels.clear()
 
     async def _serve_legacy(self, client: Client, chans: tuple[str, ...]) -> None:
-        client.throttle = Throttle(self.config.legacy_window)
+        client.throttle = Throttle(self.config.legacy_window, self.config.legacy_burst)
         client.channels = set(chans)
         self.hub.subscribe_legacy(client, chans)
-        client.throttle.hit(asyncio.get_running_loop().time())
+        client.throttle.fired(asyncio.get_running_loop().time())  # this one spends a token too
         self._write(client, protocol.LEGACY_UPDATED)
         async for message in client.ws:
             if message != "success":

@@ -15,18 +15,71 @@ DEADLINE_MS = scaled(30) * 1000
 
 
 def test_throttle_leads_then_folds_into_one_trailing_call(page: Any) -> None:
-    """refetchOn's throttle: at once on the first change, one call for the rest of the window."""
+    """Burst 1: at once on the first change, one call for the rest of the window."""
     page.set_content("<html><body></body></html>")
     page.add_script_tag(path=str(BRIDGE_JS))
     page.evaluate("""() => {
       window.calls = [];
-      window.trigger = PgBridge.throttle(() => { calls.push(Date.now()); }, 300);
+      window.trigger = PgBridge.throttle(() => { calls.push(Date.now()); }, 300, 1);
       for (let i = 0; i < 10; i++) trigger();
     }""")
     assert page.evaluate("calls.length") == 1
     page.wait_for_function("calls.length === 2", timeout=DEADLINE_MS)
     time.sleep(scaled(0.6))  # past the window: nothing else was owed
     assert page.evaluate("calls.length") == 2
+
+
+def test_throttle_bucket_sends_a_burst_then_folds_into_one_per_token(page: Any) -> None:
+    """Burst 3: three changes call at once, the rest fold into one call when a token is back.
+
+    Playwright's fake clock drives Date.now and setTimeout, so "not yet" and
+    "a window later" are exact, with no sleeping and no timing assumption.
+    """
+    page.clock.install(time=0)
+    page.clock.pause_at(1000)  # time moves only when the test says so
+    page.set_content("<html><body></body></html>")
+    page.add_script_tag(path=str(BRIDGE_JS))
+    page.evaluate("""() => {
+      window.calls = 0;
+      window.trigger = PgBridge.throttle(() => { calls++; }, 1000, 3);
+    }""")
+
+    def trigger(times: int = 1) -> int:
+        for _ in range(times):  # one evaluate each: the previous call has finished
+            page.evaluate("trigger()")
+        return int(page.evaluate("calls"))
+
+    assert [trigger() for _ in range(3)] == [1, 2, 3]  # the burst: each at once
+    assert trigger(5) == 3  # no token left: five changes owe one call
+    page.clock.run_for(999)
+    assert page.evaluate("calls") == 3  # the next token is not back yet
+    page.clock.run_for(1)
+    assert page.evaluate("calls") == 4  # the five folded into one, when it came
+    page.clock.run_for(10_000)
+    assert page.evaluate("calls") == 4  # nothing else was owed
+    assert trigger(4) == 7  # the quiet refilled the bucket to 3, not more
+    page.clock.run_for(1000)
+    assert page.evaluate("calls") == 8
+
+
+def test_refetchon_defaults_to_a_burst_of_three(page: Any) -> None:
+    """refetchOn without options: three events fetch at once, a fourth waits for a token."""
+    page.clock.install(time=0)
+    page.clock.pause_at(1000)  # time moves only when the test says so
+    page.set_content("<html><body></body></html>")
+    page.add_script_tag(path=str(BRIDGE_JS))
+    page.evaluate("""() => {
+      window.WebSocket = function () { this.readyState = 0; this.send = () => {}; };
+      window.fetches = 0;
+      window.c = PgBridge.connect("ws://127.0.0.1:9/v1", {});
+      c.refetchOn("tasks", () => { fetches++; });
+      window.event = () => c._receive(JSON.stringify({type: "event", channel: "tasks"}));
+    }""")
+    for expected in (1, 2, 3, 3):
+        page.evaluate("event()")
+        assert page.evaluate("fetches") == expected
+    page.clock.run_for(1000)
+    assert page.evaluate("fetches") == 4
 
 
 def test_throttle_runs_one_fetch_at_a_time(page: Any) -> None:

@@ -228,6 +228,7 @@ def test_bad_django_value_names_the_setting(settings_module: Callable[[str], str
         (("--auth-timeout", "0s"), {}, "flag --auth-timeout"),
         (("--max-client-buffer", "10"), {}, "flag --max-client-buffer"),
         (("--max-frame-size", "0"), {}, "flag --max-frame-size"),
+        (("--legacy-burst", "0"), {}, "flag --legacy-burst"),
     ],
 )
 def test_limits_out_of_range_are_refused(argv: tuple[str, ...], env: dict[str, str],
@@ -235,6 +236,23 @@ def test_limits_out_of_range_are_refused(argv: tuple[str, ...], env: dict[str, s
     """A limit that would lock everyone out (0 subscriptions, 0s to authenticate) is refused."""
     message = _error(_flags(*argv), env)
     assert message.startswith(names) and "out of range" in message
+
+
+def test_legacy_burst_from_flag_variable_and_django(
+    settings_module: Callable[[str], str]
+) -> None:
+    """--legacy-burst, BRIDGE_LEGACY_BURST and BRIDGE['LEGACY_BURST'] set it; 0 is refused."""
+    module = settings_module("BRIDGE = {'LEGACY_BURST': 5}\n")
+    assert resolve(_flags(), {}).legacy_burst == 3
+    assert resolve(_flags("--django-settings", module), {}).legacy_burst == 5
+    env = {"BRIDGE_LEGACY_BURST": "2"}
+    assert resolve(_flags("--django-settings", module), env).legacy_burst == 2
+    assert resolve(_flags("--legacy-burst", "1"), env).legacy_burst == 1
+    assert _error(_flags(), {"BRIDGE_LEGACY_BURST": "0"}) == (
+        "BRIDGE_LEGACY_BURST: 0 is out of range: use at least 1")
+    bad = settings_module("BRIDGE = {'LEGACY_BURST': 'many'}\n")
+    assert "BRIDGE['LEGACY_BURST']: 'many' is not a whole number" in _error(
+        _flags("--django-settings", bad))
 
 
 def test_required_option_names_flag_and_variable() -> None:
@@ -286,6 +304,7 @@ def test_help_shows_durations_as_written_in_the_contract(
     assert "BRIDGE_TOKEN_MAX_AGE; default 1h]" in text
     assert "BRIDGE_LEGACY_WINDOW; default 1s]" in text
     assert "BRIDGE_RETENTION; default 24h]" in text
+    assert "--legacy-burst N" in text and "BRIDGE_LEGACY_BURST; default 3]" in text
 
 
 def test_django_database_options_reach_the_daemon() -> None:

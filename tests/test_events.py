@@ -143,16 +143,18 @@ async def test_legacy_client_gets_updated_and_no_refetch_storm(
         await client.close()
 
 
+def _legacy_sent(daemon: Daemon) -> float:
+    """Legacy frames the daemon has written (a single legacy client in these tests)."""
+    value = daemon.metrics.registry.get_sample_value(
+        "bridge_frames_sent_total", {"endpoint": "legacy"})
+    return value or 0.0
+
+
 async def test_legacy_throttle_folds_a_burst(start_daemon, watched_db: str) -> None:
-    """Fifty changes in a burst fold into one `updated` per window, never one per change."""
+    """Burst 1 (DESIGN's plain window): fifty changes fold into one `updated` per window."""
     window = 3.0
-    daemon = await start_daemon(allow_anonymous=("example_task",), legacy_window=window)
-
-    def sent() -> float:
-        value = daemon.metrics.registry.get_sample_value(
-            "bridge_frames_sent_total", {"endpoint": "legacy"})
-        return value or 0.0
-
+    daemon = await start_daemon(allow_anonymous=("example_task",), legacy_window=window,
+                                legacy_burst=1)
     client = await WsClient.connect(legacy_url(daemon))
     assert await client.recv() == "updated"  # the one right after connect opens a window
     began = time.monotonic()
@@ -161,9 +163,41 @@ async def test_legacy_throttle_folds_a_burst(start_daemon, watched_db: str) -> N
             conn.execute("INSERT INTO example_task (title) VALUES (%s)", (f"burst {i}",))
     await caught_up(daemon, watched_db)
     windows = (time.monotonic() - began) // window + 1
-    assert sent() <= 1 + windows  # 50 changes, yet at most one frame per window
+    assert _legacy_sent(daemon) <= 1 + windows  # 50 changes, yet at most one frame per window
     assert await client.recv(timeout=15) == "updated"  # the folded one, at the window's end
-    assert sent() <= 1 + windows + 1
+    assert _legacy_sent(daemon) <= 1 + windows + 1
+    await client.close()
+
+
+async def test_legacy_bucket_sends_a_burst_at_once_then_folds_into_one(
+    start_daemon, watched_db: str
+) -> None:
+    """Burst 3: connect and two changes get an `updated` at once each; more fold into one."""
+    window = 3.0
+    daemon = await start_daemon(allow_anonymous=("example_task",), legacy_window=window,
+                                legacy_burst=3)
+    began = time.monotonic()
+    client = await WsClient.connect(legacy_url(daemon))
+    assert await client.recv() == "updated"  # right after connect: it spends a token
+    (legacy,) = [c for c in daemon.clients if c.throttle is not None]
+    assert legacy.throttle is not None
+    for i in range(2):  # tokens left: written while the change is delivered, no timer
+        execute(watched_db, f"INSERT INTO example_task (title) VALUES ('quick {i}')")
+        await caught_up(daemon, watched_db)
+        assert _legacy_sent(daemon) == 2 + i
+        assert await client.recv() == "updated"
+    with psycopg.connect(watched_db, autocommit=True) as conn:
+        for i in range(20):
+            conn.execute("INSERT INTO example_task (title) VALUES (%s)", (f"more {i}",))
+    await caught_up(daemon, watched_db)
+    before = _legacy_sent(daemon)
+    assert before <= 3 + (time.monotonic() - began) / window  # burst + one per window
+    assert legacy.throttle.pending  # the bucket is empty: the changes owe ONE send
+    for _ in range(int(before) - 3):  # sent at once only if a token came back meanwhile
+        assert await client.recv() == "updated"
+    assert await client.recv(timeout=15) == "updated"  # the folded one, at the next token
+    assert _legacy_sent(daemon) == before + 1
+    assert not legacy.throttle.pending  # and nothing more is owed: one send, not one per row
     await client.close()
 
 

@@ -195,13 +195,87 @@ def test_exists_knows_tables_and_their_channel_column() -> None:
     assert not h.exists("secrets")
 
 
-def test_throttle_sends_the_first_change_at_once_and_folds_the_rest() -> None:
-    """Leading edge: the first hit sends now; hits within the window fold into one at its end."""
-    t = Throttle(1.0)
+def test_throttle_burst_one_is_the_old_leading_edge_window() -> None:
+    """burst=1: the first hit sends now; hits within the window fold into one at its end."""
+    t = Throttle(1.0, burst=1)
     assert t.hit(100.0) == 0.0
+    t.fired(100.0)
     assert t.hit(100.25) == 0.75
     assert t.hit(100.5) is None
     t.fired(101.0)
     assert t.hit(101.5) == 0.5
     t.fired(102.0)
     assert t.hit(103.5) == 0.0
+
+
+def test_throttle_sends_a_burst_at_once_then_folds_into_one_at_the_next_token() -> None:
+    """burst=3: three changes go out at once; the rest fold into one send a window later."""
+    t = Throttle(1.0, burst=3)
+    for _ in range(3):
+        assert t.hit(100.0) == 0.0
+        t.fired(100.0)
+    assert t.hit(100.0) == 1.0  # no token left: one send owed, when the next one comes
+    assert [t.hit(100.0 + i / 10) for i in range(1, 10)] == [None] * 9  # folded into it
+    t.fired(101.0)
+    assert t.hit(101.0) == 1.0  # that send spent the token that came back
+
+
+def test_throttle_refills_one_token_per_window_up_to_the_burst() -> None:
+    """Tokens come back at elapsed/window, fractions included, and never above the burst."""
+    t = Throttle(2.0, burst=3)
+    for _ in range(3):
+        t.fired(10.0)
+    assert t.hit(11.0) == 1.0  # half a token back: the other half takes one more second
+    t = Throttle(2.0, burst=3)
+    for _ in range(3):
+        t.fired(10.0)
+    assert t.hit(14.0) == 0.0  # two tokens back
+    t.fired(14.0)
+    t.fired(14.0)
+    assert t.hit(14.0) == 2.0  # both spent
+    t = Throttle(1.0, burst=3)
+    t.fired(0.0)
+    for _ in range(3):  # a long quiet spell refills to the burst, not beyond
+        assert t.hit(1000.0) == 0.0
+        t.fired(1000.0)
+    assert t.hit(1000.0) == 1.0
+
+
+def test_throttle_never_exceeds_burst_plus_one_per_window() -> None:
+    """A hit every 10 ms for 10 s at window 1 s, burst 3: at most 3 + 10 sends, and ~that many."""
+    t = Throttle(1.0, burst=3)
+    due: float | None = None
+    sends = 0
+    for step in range(1001):
+        now = step / 100
+        if due is not None and now >= due:
+            t.fired(now)
+            sends += 1
+            due = None
+        delay = t.hit(now)
+        if delay == 0.0:
+            t.fired(now)
+            sends += 1
+        elif delay is not None:
+            due = now + delay
+    assert 12 <= sends <= 3 + 10
+
+
+def test_throttle_defer_keeps_one_owed_send_and_spends_one_token() -> None:
+    """A send that could not go out stays owed (hits fold into it) and costs one token, once."""
+    t = Throttle(1.0, burst=2)
+    assert t.hit(0.0) == 0.0
+    t.defer()  # the client still had unsent bytes: nothing went out
+    assert t.hit(0.1) is None and t.hit(0.5) is None  # folded into the owed send
+    t.fired(1.0)  # it went out a window later
+    assert t.hit(1.0) == 0.0  # one token spent by it, one left: not paid for twice
+    t.fired(1.0)
+    assert t.hit(1.0) == 1.0
+
+
+def test_throttle_with_no_window_never_holds_a_send() -> None:
+    """--legacy-window 0: every change sends at once, however many came before."""
+    t = Throttle(0.0, burst=1)
+    for _ in range(5):
+        assert t.hit(5.0) == 0.0
+        t.fired(5.0)
