@@ -112,8 +112,8 @@ class Tabs:
 class Throttle:
     """bridge.js's throttle(): a token bucket, at most one call in flight, one trailing fold.
 
-    Up to `burst` calls go out at once, one token comes back per
-    `min_interval` (capped at `burst`); a trigger while a call runs or with no
+    It starts with one token (the first load); one comes back per
+    `min_interval`, up to `burst` saved; a trigger while a call runs or with no
     token left marks one call owed, made when the call ends or the next token
     comes. Kept step for step like bridge.js, so the bench measures the page.
     """
@@ -122,7 +122,7 @@ class Throttle:
         self.fn = fn
         self.min_interval = min_interval
         self.burst = max(1, burst)
-        self.tokens = float(self.burst)
+        self.tokens = 1.0
         self.stamp = time.monotonic()
         self.running = False
         self.pending = False

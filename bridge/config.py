@@ -131,8 +131,9 @@ OPTIONS: tuple[Option, ...] = (
            is_list=True, metavar="CHANNEL"),
     Option("legacy_window", 1.0, "legacy `updated` throttle window (duration)", parse_duration,
            metavar="DURATION"),
-    Option("legacy_burst", 3, "legacy `updated` sent at once before the throttle folds the"
-           " rest into one per --legacy-window (1: a plain leading-edge window)", parse_int,
+    Option("legacy_burst", 3, "legacy `updated` saved while nothing changes, sent at once"
+           " before the throttle folds the rest into one per --legacy-window (1: a plain"
+           " leading-edge window)", parse_int,
            metavar="N"),
     Option("retention", 86400.0, "how long the event log keeps events (duration)",
            parse_duration, metavar="DURATION"),

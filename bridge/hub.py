@@ -209,19 +209,24 @@ class Hub(Generic[C]):
 
 
 class Throttle:
-    """Token bucket for legacy `updated` frames: a few at once, then one per window.
+    """Token bucket for legacy `updated` frames: polling's budget, spent when it matters.
 
     Each send spends a token; tokens come back at one per `window`, up to
     `burst`. While a token is left a change goes out at once; with none left,
     every change folds into ONE owed send when the next token arrives. So it
-    is never one send per row, and over any t seconds there are at most
-    burst + t/window sends: a busy table never costs a legacy page more
-    refetches than polling once per window did, beyond the first burst.
+    is never one send per row.
+
+    A fresh bucket holds one token, spent by the first send (the page's first
+    load), so in the t seconds after it there are at most 1 + t/window sends:
+    never more refetches than polling once per window from the same moment.
+    What polling would have spent while nothing changed is saved, up to
+    `burst`, so the changes that follow a quiet spell go out at once instead
+    of waiting for a window's end.
 
     Why a bucket and not a plain window: at one change per window with random
     arrivals, a strict leading-edge window held about 63% of changes until its
-    end (p50 staleness ~0.5 s); a burst of 3 sends nearly all of them at once
-    (p50 ~15 ms, issue 7). burst=1 is exactly the old leading-edge window.
+    end (p50 staleness ~0.5 s, issue 7). burst=1 is exactly the old
+    leading-edge window.
 
     The caller asks with hit() and reports every send it makes with fired(),
     the one right after connect included: only a send that went out spends a
@@ -235,17 +240,17 @@ class Throttle:
             raise ValueError("burst must be at least 1")
         self.window = window
         self.burst = burst
-        self.tokens = float(burst)
-        self.stamp = float("-inf")  # when tokens was last brought up to date
+        self.tokens = 1.0  # the first load's
+        self.stamp: float | None = None  # when tokens was last brought up to date
         self.pending = False  # a send is owed and scheduled by the caller
 
     def _refill(self, now: float) -> None:
         """Bring the tokens up to `now`: elapsed / window of them, capped at burst."""
         if self.window <= 0:  # no window: never throttled
             self.tokens = float(self.burst)
-        elif now > self.stamp:
+        elif self.stamp is not None and now > self.stamp:
             self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) / self.window)
-        self.stamp = max(self.stamp, now)
+        self.stamp = now if self.stamp is None else max(self.stamp, now)
 
     def hit(self, now: float) -> float | None:
         """0.0: send now; a positive delay: send then (schedule it); None: already scheduled.

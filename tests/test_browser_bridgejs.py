@@ -49,21 +49,27 @@ def test_throttle_bucket_sends_a_burst_then_folds_into_one_per_token(page: Any) 
             page.evaluate("trigger()")
         return int(page.evaluate("calls"))
 
-    assert [trigger() for _ in range(3)] == [1, 2, 3]  # the burst: each at once
-    assert trigger(5) == 3  # no token left: five changes owe one call
-    page.clock.run_for(999)
-    assert page.evaluate("calls") == 3  # the next token is not back yet
-    page.clock.run_for(1)
-    assert page.evaluate("calls") == 4  # the five folded into one, when it came
-    page.clock.run_for(10_000)
-    assert page.evaluate("calls") == 4  # nothing else was owed
-    assert trigger(4) == 7  # the quiet refilled the bucket to 3, not more
+    assert trigger() == 1  # a fresh bucket holds one token: the first load
+    assert trigger() == 1  # the next change waits for a token, as polling would
     page.clock.run_for(1000)
-    assert page.evaluate("calls") == 8
+    assert page.evaluate("calls") == 2
+    page.clock.run_for(3000)  # three quiet windows save three calls, not more
+    assert [trigger() for _ in range(3)] == [3, 4, 5]  # the burst: each at once
+    assert trigger(5) == 5  # no token left: five changes owe one call
+    page.clock.run_for(999)
+    assert page.evaluate("calls") == 5  # the next token is not back yet
+    page.clock.run_for(1)
+    assert page.evaluate("calls") == 6  # the five folded into one, when it came
+    page.clock.run_for(10_000)
+    assert page.evaluate("calls") == 6  # nothing else was owed
+    assert trigger(4) == 9  # the quiet refilled the bucket to 3, not more
+    page.clock.run_for(1000)
+    assert page.evaluate("calls") == 10
 
 
 def test_refetchon_defaults_to_a_burst_of_three(page: Any) -> None:
-    """refetchOn without options: three events fetch at once, a fourth waits for a token."""
+    """refetchOn without options: after two quiet windows, three events fetch at once and a
+    fourth waits for a token."""
     page.clock.install(time=0)
     page.clock.pause_at(1000)  # time moves only when the test says so
     page.set_content("<html><body></body></html>")
@@ -75,6 +81,7 @@ def test_refetchon_defaults_to_a_burst_of_three(page: Any) -> None:
       c.refetchOn("tasks", () => { fetches++; });
       window.event = () => c._receive(JSON.stringify({type: "event", channel: "tasks"}));
     }""")
+    page.clock.run_for(2000)  # one token to start with, two saved while nothing changed
     for expected in (1, 2, 3, 3):
         page.evaluate("event()")
         assert page.evaluate("fetches") == expected

@@ -6,6 +6,7 @@ No socket and no database: clients are strings, events are built by hand.
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 from bridge.hub import Hub, Throttle
@@ -209,9 +210,10 @@ def test_throttle_burst_one_is_the_old_leading_edge_window() -> None:
 
 
 def test_throttle_sends_a_burst_at_once_then_folds_into_one_at_the_next_token() -> None:
-    """burst=3: three changes go out at once; the rest fold into one send a window later."""
+    """burst=3, after a quiet spell: three changes go out at once; the rest fold into one."""
     t = Throttle(1.0, burst=3)
-    for _ in range(3):
+    t.fired(97.0)  # the first load spends the fresh bucket's one token
+    for _ in range(3):  # three quiet windows saved three sends
         assert t.hit(100.0) == 0.0
         t.fired(100.0)
     assert t.hit(100.0) == 1.0  # no token left: one send owed, when the next one comes
@@ -220,45 +222,60 @@ def test_throttle_sends_a_burst_at_once_then_folds_into_one_at_the_next_token() 
     assert t.hit(101.0) == 1.0  # that send spent the token that came back
 
 
-def test_throttle_refills_one_token_per_window_up_to_the_burst() -> None:
-    """Tokens come back at elapsed/window, fractions included, and never above the burst."""
+def test_a_fresh_throttle_holds_one_send_then_saves_one_per_window() -> None:
+    """The first load spends the only token; a change right after it waits a window."""
     t = Throttle(2.0, burst=3)
-    for _ in range(3):
-        t.fired(10.0)
+    assert t.hit(10.0) == 0.0
+    t.fired(10.0)
     assert t.hit(11.0) == 1.0  # half a token back: the other half takes one more second
-    t = Throttle(2.0, burst=3)
-    for _ in range(3):
-        t.fired(10.0)
-    assert t.hit(14.0) == 0.0  # two tokens back
-    t.fired(14.0)
-    t.fired(14.0)
-    assert t.hit(14.0) == 2.0  # both spent
-    t = Throttle(1.0, burst=3)
-    t.fired(0.0)
+    t.fired(12.0)
+    assert t.hit(16.0) == 0.0  # two tokens back
+    t.fired(16.0)
+    t.fired(16.0)
+    assert t.hit(16.0) == 2.0  # both spent
+    t.fired(18.0)
     for _ in range(3):  # a long quiet spell refills to the burst, not beyond
         assert t.hit(1000.0) == 0.0
         t.fired(1000.0)
-    assert t.hit(1000.0) == 1.0
+    assert t.hit(1000.0) == 2.0
 
 
-def test_throttle_never_exceeds_burst_plus_one_per_window() -> None:
-    """A hit every 10 ms for 10 s at window 1 s, burst 3: at most 3 + 10 sends, and ~that many."""
-    t = Throttle(1.0, burst=3)
+def _drive(t: Throttle, hits: list[float]) -> list[float]:
+    """Feed change times to `t` the way the daemon does; the times sends went out."""
+    sent: list[float] = []
     due: float | None = None
-    sends = 0
-    for step in range(1001):
-        now = step / 100
+    for now in [*hits, float("inf")]:
         if due is not None and now >= due:
-            t.fired(now)
-            sends += 1
+            t.fired(due)
+            sent.append(due)
             due = None
+        if now == float("inf"):
+            break
         delay = t.hit(now)
         if delay == 0.0:
             t.fired(now)
-            sends += 1
+            sent.append(now)
         elif delay is not None:
             due = now + delay
-    assert 12 <= sends <= 3 + 10
+    return sent
+
+
+def test_throttle_never_sends_more_than_polling_from_the_first_load() -> None:
+    """Random changes, 0.1 to 50 per window: sends since the first never outnumber polling's
+    1 + t/window, and over any span at most burst + span/window go out."""
+    rng = random.Random(7)
+    for rate in (0.1, 1.0, 10.0, 50.0):
+        hits, now = [], 0.0
+        while now < 120:
+            hits.append(now)
+            now += rng.expovariate(rate)
+        sent = _drive(Throttle(1.0, burst=3), hits)
+        assert sent and sent[0] == 0.0
+        for i, at in enumerate(sent):
+            assert i + 1 <= 1 + at + 1e-9  # polling once a second from 0 made 1 + at
+            later = [x for x in sent[i:] if x <= at + 5]
+            assert len(later) <= 3 + 5 + 1e-9
+        assert len(sent) >= min(len(hits), 120) * 0.5  # and it does send: no starving
 
 
 def test_throttle_defer_keeps_one_owed_send_and_spends_one_token() -> None:

@@ -29,13 +29,14 @@
  *   a token (the daemon takes no anonymous clients) leaves the page offline
  *   until the tab becomes visible or the network returns: asking again
  *   sooner would get the same answer.
- * - refetchOn() runs one fetch at a time through a token bucket: up to
- *   `burst` (3) changes fetch at once, one token comes back per
- *   minInterval, and with none left the changes fold into one fetch when
- *   the next token comes. Over t ms at most burst + t / minInterval fetches,
- *   so a busy table never costs more queries than polling did; a plain
- *   leading-edge window (burst 1) made most changes at one per second wait
- *   for its end (p50 staleness ~0.5 s instead of ~15 ms, bench issue 7).
+ * - refetchOn() runs one fetch at a time through a token bucket that holds
+ *   polling's budget: it starts with one token (the first load), one comes
+ *   back per minInterval, up to `burst` (3) are saved while nothing changes,
+ *   and with none left the changes fold into one fetch when the next token
+ *   comes. So t ms after it was set up there were at most 1 + t / minInterval
+ *   fetches, never more than polling; a plain leading-edge window (burst 1)
+ *   made most changes at one per second wait for its end (p50 staleness
+ *   ~0.5 s instead of ~15 ms, bench issue 7).
  *
  * {% bridge_client %} renders a config and loads this file with data-config;
  * it then connects on its own and the client is PgBridge.client.
@@ -74,12 +75,13 @@
   }
 
   /* Token bucket with at most one call in flight and one trailing fold; fn may
-   * return a promise. Each call spends a token, tokens come back at one per
-   * minInterval up to burst (default 3; 1 is a plain leading-edge window).
+   * return a promise. It starts with one token; each call spends one, and
+   * they come back at one per minInterval up to burst (default 3; 1 is a
+   * plain leading-edge window).
    * A trigger while a call runs or no token is left marks one call owed. */
   function throttle(fn, minInterval, burst) {
     burst = burst == null ? 3 : Math.max(1, burst);
-    var running = false, pending = false, timer = null, tokens = burst, stamp = now();
+    var running = false, pending = false, timer = null, tokens = 1, stamp = now();
 
     function refill() {
       var t = now();
