@@ -15,6 +15,11 @@ taken when the tab asks (`staleness`) and when its query starts on one of
 the pooled connections that stand in for Django's workers (`query_staleness`:
 a burst of 100 tabs queues there).
 
+Steady state: the stream starts WARMUP seconds before the measured window,
+at the same rate, so no design is measured on its start-up (a tab's first
+load, or a token bucket's savings from the idle seconds after connecting,
+which polling would have spent on queries before the window).
+
 Queries: every refetch is one query, counted exactly by the tabs; the
 original server counts its sync-loop queries; the daemon's sessions run with
 log_statement=all (PGOPTIONS, its sessions only), and its statements logged
@@ -47,6 +52,7 @@ DESIGNS = {
 TABS = 100
 PROCESSES = 2  # per design: a tab's reaction is not queued behind 99 others in one loop
 TAIL = 2.5
+WARMUP = 5.0  # seconds of the same stream before the measured window: steady state, not start-up
 
 
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC \[\d+\] LOG:  "
@@ -122,18 +128,20 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
         time.sleep(1.5)  # let the connect storm of the original design settle
         # Random arrivals at exactly the nominal rate: a Poisson process given its count.
         rng = random.Random(seed)
+        warmup = sorted(rng.uniform(-WARMUP, 0) for _ in range(round(rate * WARMUP)))
         offsets = sorted(rng.uniform(0, duration) for _ in range(round(rate * duration)))
         commits: list[float] = []
         with psycopg.connect(url, autocommit=True) as writer:
-            started = time.monotonic()
-            wall_started = time.time()
-            for offset in offsets:
+            started = time.monotonic() + WARMUP
+            wall_started = time.time() + WARMUP
+            for offset in [*warmup, *offsets]:
                 pause = started + offset - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
                 writer.execute("UPDATE example_task SET done = NOT done WHERE id = %s",
                                (rng.randint(1, 10_000),), prepare=True)
-                commits.append(time.monotonic())
+                if offset >= 0:
+                    commits.append(time.monotonic())
                 writes += 1
             ended = started + duration
             time.sleep(max(0.0, ended + TAIL - time.monotonic()))
