@@ -200,11 +200,16 @@ def _details(results: dict[str, Any]) -> str:
                        f" {cpu.get('1', '-')} / {cpu.get('8', '-')} |")
     bd = s.get("breakdown") or {}
     if "pg_cpu_us_per_txn" in bd:
-        out += ["", "### Where a writer's cost goes (UPDATE capture function cut down)", "",
+        out += ["", "### Where a writer's cost goes (UPDATE trigger cut down)", "",
                 "| UPDATE trigger | PostgreSQL CPU us/txn (1 writer) | best TPS (1 writer) |"
-                " 10,000-row UPDATE ms (median) |", "|---|---:|---:|---:|"]
+                " best TPS / plain's | 10,000-row UPDATE ms (median) |",
+                "|---|---:|---:|---:|---:|"]
+        plain_tps = bd["best_tps"].get("plain")
         for v, us in bd["pg_cpu_us_per_txn"].items():
-            out.append(f"| {v} | {us} | {bd['best_tps'][v]} | {bd['bulk_ms'][v]} |")
+            label = f"{v}: {bd['variants'][v]}" if "variants" in bd else v
+            share = round(bd["best_tps"][v] / plain_tps, 3) if plain_tps else "-"
+            out.append(f"| {label} | {us} | {bd['best_tps'][v]} | {share} |"
+                       f" {bd['bulk_ms'][v]} |")
     wl = s.get("writer_latency") or {}
     if "0" in wl:
         out += ["", f"### Writers' latency at {wl['rate']} writes/s (pgbench -R, 4 clients)", "",

@@ -229,27 +229,48 @@ def bulk(pg: Cluster, *, repeats: int) -> dict[str, Any]:
 __all__ = ["CHANNEL", "bulk", "ingest", "writer_cost", "writer_latency"]
 
 
+_EMPTY = "BEGIN\n  RETURN NULL;\nEND"
+_LOG_ROW_NOTIFY = ("BEGIN\n  INSERT INTO bridge.log (channel, tbl, op, pks, count)"
+                   " VALUES ('example_task', 'public.example_task', 'UPDATE', NULL, 1);\n"
+                   "  NOTIFY pg_notify_bridge;\n  RETURN NULL;\nEND")
+# name: (UPDATE function body, whether the trigger still captures its NEW transition table)
 _UPDATE_BODIES = {
-    "capture_only": "BEGIN\n  RETURN NULL;\nEND",
-    "count_only": "DECLARE\n  n bigint;\nBEGIN\n  SELECT count(*) INTO n FROM bridge_new;\n"
-                  "  RETURN NULL;\nEND",
-    "log_row_notify": "BEGIN\n  INSERT INTO bridge.log (channel, tbl, op, pks, count)"
-                      " VALUES ('example_task', 'public.example_task', 'UPDATE', NULL, 1);\n"
-                      "  NOTIFY pg_notify_bridge;\n  RETURN NULL;\nEND",
+    "empty_trigger": (_EMPTY, False),
+    "static_log_row_notify": (_LOG_ROW_NOTIFY, False),
+    "capture_only": (_EMPTY, True),
+    "count_only": ("DECLARE\n  n bigint;\nBEGIN\n  SELECT count(*) INTO n FROM bridge_new;\n"
+                   "  RETURN NULL;\nEND", True),
+    "log_row_notify": (_LOG_ROW_NOTIFY, True),
+}
+BREAKDOWN = {
+    "plain": "no trigger",
+    "empty_trigger": "a statement trigger doing nothing, no transition table",
+    "static_log_row_notify": "a constant log row + NOTIFY, no transition table (the issue's"
+                             " reference)",
+    "capture_only": "the NEW transition table captured, nothing done with it",
+    "count_only": "... and counted",
+    "log_row_notify": "... captured, plus a constant log row + NOTIFY",
+    "triggers": "the real capture function",
 }
 
 
-def _set_update_body(url: str, body: str) -> None:
-    """Replace the UPDATE capture function's body (an experiment; install() restores it)."""
+def _set_update_body(url: str, body: str, transition: bool) -> None:
+    """Replace the UPDATE capture function's body, and without `transition` recreate its
+    trigger with no transition table (an experiment; install() restores both)."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN bridge.watched w"
             " ON p.proname = ANY (w.functions) WHERE w.tbl = %s AND p.proname LIKE %s",
             (TABLE, "%_update")).fetchone()
         assert row is not None
+        function = sql.SQL(row[0].removesuffix("()"))
         conn.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql"
-                             " AS {}").format(sql.SQL(row[0].removesuffix("()")),
-                                              sql.Literal(body)))
+                             " AS {}").format(function, sql.Literal(body)))
+        if not transition:
+            conn.execute("DROP TRIGGER pg_notify_bridge_update ON example_task")
+            conn.execute(sql.SQL("CREATE TRIGGER pg_notify_bridge_update AFTER UPDATE ON"
+                                 " example_task FOR EACH STATEMENT EXECUTE FUNCTION {}()"
+                                 ).format(function))
 
 
 def breakdown(pg: Cluster, *, seconds: float, rounds: int, repeats: int) -> dict[str, Any]:
@@ -257,17 +278,17 @@ def breakdown(pg: Cluster, *, seconds: float, rounds: int, repeats: int) -> dict
 
     Single-row UPDATEs at 1 writer (PostgreSQL CPU per transaction, least over
     rounds, and best TPS) and the 10,000-row UPDATE (median statement time),
-    with the UPDATE capture function reduced to: nothing (the transition
-    tables are still captured), a count of the new rows, one constant log row
-    plus NOTIFY, and the real function.
+    with the UPDATE trigger reduced to the pieces in BREAKDOWN: how much a
+    trigger costs at all, the issue's reference (a constant log row plus
+    NOTIFY), what capturing the NEW rows adds, and the real function.
     """
     url = pg.create_database("bench_breakdown", triggers=False)
-    variants = ["plain", *_UPDATE_BODIES, "triggers"]
+    variants = list(BREAKDOWN)
 
     def prepare(variant: str) -> None:
         set_triggers(url, variant != "plain")
         if variant in _UPDATE_BODIES:
-            _set_update_body(url, _UPDATE_BODIES[variant])
+            _set_update_body(url, *_UPDATE_BODIES[variant])
 
     cpu: dict[str, list[float]] = {v: [] for v in variants}
     tps: dict[str, list[float]] = {v: [] for v in variants}
@@ -291,7 +312,7 @@ def breakdown(pg: Cluster, *, seconds: float, rounds: int, repeats: int) -> dict
                 conn.execute("UPDATE example_task SET done = NOT done")
                 bulk_ms[variant].append((time.monotonic() - started) * 1000)
     set_triggers(url, True)
-    return {"seconds": seconds, "rounds": rounds, "repeats": repeats,
+    return {"seconds": seconds, "rounds": rounds, "repeats": repeats, "variants": BREAKDOWN,
             "pg_cpu_us_per_txn": {v: round(min(xs), 1) for v, xs in cpu.items()},
             "best_tps": {v: round(max(xs), 1) for v, xs in tps.items()},
             "bulk_ms": {v: round(statistics.median(xs), 2) for v, xs in bulk_ms.items()}}
