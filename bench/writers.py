@@ -233,7 +233,7 @@ _EMPTY = "BEGIN\n  RETURN NULL;\nEND"
 _LOG_ROW_NOTIFY = ("BEGIN\n  INSERT INTO bridge.log (channel, tbl, op, pks, count)"
                    " VALUES ('example_task', 'public.example_task', 'UPDATE', NULL, 1);\n"
                    "  NOTIFY pg_notify_bridge;\n  RETURN NULL;\nEND")
-# name: (UPDATE function body, whether the trigger still captures its NEW transition table)
+# name: (UPDATE function body, whether the trigger still captures its transition tables)
 _UPDATE_BODIES = {
     "empty_trigger": (_EMPTY, False),
     "static_log_row_notify": (_LOG_ROW_NOTIFY, False),
@@ -247,8 +247,8 @@ BREAKDOWN = {
     "empty_trigger": "a statement trigger doing nothing, no transition table",
     "static_log_row_notify": "a constant log row + NOTIFY, no transition table (the issue's"
                              " reference)",
-    "capture_only": "the NEW transition table captured, nothing done with it",
-    "count_only": "... and counted",
+    "capture_only": "the OLD and NEW transition tables captured, nothing done with them",
+    "count_only": "... and NEW counted",
     "log_row_notify": "... captured, plus a constant log row + NOTIFY",
     "triggers": "the real capture function",
 }
@@ -280,7 +280,7 @@ def breakdown(pg: Cluster, *, seconds: float, rounds: int, repeats: int) -> dict
     rounds, and best TPS) and the 10,000-row UPDATE (median statement time),
     with the UPDATE trigger reduced to the pieces in BREAKDOWN: how much a
     trigger costs at all, the issue's reference (a constant log row plus
-    NOTIFY), what capturing the NEW rows adds, and the real function.
+    NOTIFY), what capturing the transition tables adds, and the real function.
     """
     url = pg.create_database("bench_breakdown", triggers=False)
     variants = list(BREAKDOWN)
