@@ -89,6 +89,29 @@ def test_refetchon_defaults_to_a_burst_of_three(page: Any) -> None:
     assert page.evaluate("fetches") == 4
 
 
+def test_close_drops_an_owed_refetch(page: Any) -> None:
+    """A refetch owed when the page closes its client never runs afterwards."""
+    page.clock.install(time=0)
+    page.clock.pause_at(1000)  # time moves only when the test says so
+    page.set_content("<html><body></body></html>")
+    page.add_script_tag(path=str(BRIDGE_JS))
+    page.evaluate("""() => {
+      window.WebSocket = function () {
+        this.readyState = 0; this.send = () => {}; this.close = () => {};
+      };
+      window.fetches = 0;
+      window.c = PgBridge.connect("ws://127.0.0.1:9/v1", {});
+      c.refetchOn("tasks", () => { fetches++; });
+      window.event = () => c._receive(JSON.stringify({type: "event", channel: "tasks"}));
+    }""")
+    page.evaluate("event()")
+    page.evaluate("event()")  # no token left: owed, for when the next one comes
+    assert page.evaluate("fetches") == 1
+    page.evaluate("c.close()")
+    page.clock.run_for(5000)
+    assert page.evaluate("fetches") == 1
+
+
 def test_throttle_runs_one_fetch_at_a_time(page: Any) -> None:
     """A change during a slow fetch waits for it to end: never two fetches in flight."""
     page.set_content("<html><body></body></html>")

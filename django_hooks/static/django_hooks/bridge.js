@@ -56,7 +56,10 @@
     authTimeout: 10000    // no `authenticated` within this: reconnect
   };
 
-  function now() { return Date.now(); }
+  /* A monotonic clock where there is one: a wall clock stepped back would stall the throttle. */
+  function now() {
+    return root.performance && root.performance.now ? root.performance.now() : Date.now();
+  }
 
   function report(error) {
     if (root.console && root.console.error) root.console.error("bridge.js:", error);
@@ -110,11 +113,18 @@
                            (1 - tokens) * minInterval);
       }
     }
-    return function trigger() {
+    function trigger() {
       if (running || timer) { pending = true; return; }
       pending = true;
       schedule();
+    }
+    /* Drop an owed call (the client closed): a fetch already running ends on its own. */
+    trigger.cancel = function () {
+      clearTimeout(timer);
+      timer = null;
+      pending = false;
     };
+    return trigger;
   }
 
   function Client(url, options) {
@@ -197,6 +207,7 @@
     close: function () {
       this._closed = true;
       this._clearTimers();
+      this._refetch.forEach(function (entry) { entry.trigger.cancel(); });
       if (this._ws) this._detach(this._ws).close(1000);
       this._setState("offline");
     },
