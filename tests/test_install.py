@@ -154,6 +154,27 @@ def test_a_row_moving_to_another_partition_names_its_old_key(db_url: str) -> Non
     assert rows == [("UPDATE", [["1", "1"], ["1", "2"]], 1)]
 
 
+def test_keys_changed_behind_the_statement_are_named_too(db_url: str) -> None:
+    """Keys changed where no UPDATE OF <key> row trigger would look: by a BEFORE trigger,
+    and on an inheritance child's row updated through its parent."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE b (id text PRIMARY KEY, note text)")
+        conn.execute("CREATE FUNCTION rekey() RETURNS trigger LANGUAGE plpgsql AS"
+                     " $$BEGIN NEW.id := NEW.id || NEW.note; RETURN NEW; END$$")
+        conn.execute("CREATE TRIGGER rekey BEFORE UPDATE ON b FOR EACH ROW"
+                     " EXECUTE FUNCTION rekey()")
+        conn.execute("INSERT INTO b VALUES ('x', '')")
+        conn.execute("CREATE TABLE parent (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE child () INHERITS (parent)")
+        conn.execute("INSERT INTO child VALUES (2)")
+        install.install(conn, "b")
+        install.install(conn, "parent")
+        conn.execute("UPDATE b SET note = '1'")
+        conn.execute("UPDATE parent SET id = 20 WHERE id = 2")
+        rows = conn.execute("SELECT channel, pks FROM bridge.log ORDER BY id").fetchall()
+    assert [(ch, sorted(pks)) for ch, pks in rows] == [("b", ["x", "x1"]), ("parent", ["2", "20"])]
+
+
 def test_cli_install_dry_run_and_errors(db_url: str) -> None:
     """The CLI installs, prints SQL with --dry-run, and exits 2 with a message on errors."""
     with psycopg.connect(db_url, autocommit=True) as conn:
