@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import compare, delivery, idle, peer, report, writers
+from . import compare, delivery, idle, parts, peer, report, writers
 from .env import Cluster, cluster, dump, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -29,7 +29,7 @@ PLANS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "fanout_1k": ({"events": 40}, {"events": 100}),
     "fanout_10k": ({"events": 10}, {"events": 50}),
     "uvloop": ({}, {"events": 100}),
-    "what_if_stamp": ({}, {"events": 300}),
+    "latency_parts": ({"events": 100}, {"events": 300}),
     "ingest": ({"seconds": 4}, {"seconds": 15}),
     "idle": ({"breakdown": False}, {"breakdown": True}),
     "writer_cost": ({"seconds": 2, "rounds": 1, "variants": ["plain", "triggers"]},
@@ -78,14 +78,8 @@ def run_scenario(name: str, pg: Cluster, settings: dict[str, Any]) -> dict[str, 
                                                  events=settings["events"], gap=0.1,
                                                  processes=2, source_count=2, uvloop=use)}
         return out
-    if name == "what_if_stamp":
-        if not settings:
-            return {"skipped": "full run only"}
-        url = pg.create_database("bench_what_if")
-        # The daemon's stamp is a write transaction: its COMMIT waits for the WAL flush.
-        return {"synchronous_commit_off_for_the_daemon": delivery.run_latency(
-            url, subscribers=1, events=settings["events"], rate=None, gap=0.02,
-            daemon_env={"PGOPTIONS": "-c synchronous_commit=off"})}
+    if name == "latency_parts":
+        return parts.latency_parts(pg.create_database("bench_parts"), **settings)
     if name == "ingest":
         return writers.ingest(pg, seconds=settings["seconds"])
     if name == "idle":

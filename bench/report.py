@@ -236,11 +236,13 @@ def _details(results: dict[str, Any]) -> str:
                        f" daemon {f['daemon_cpu_us_per_frame']} us/frame, load generators"
                        f" ({f['loadgen_processes']} processes) {f['loadgen_cpu_us_per_frame']}"
                        f" us/frame; connect {f['connect_s']} s")
-    stamp = _get(s, "what_if_stamp", "synchronous_commit_off_for_the_daemon")
-    if stamp:
-        out.append(f"- what-if, the daemon's sessions with synchronous_commit=off (its stamp"
-                   f" commits without waiting for the WAL flush): 1 idle subscriber, latency ms"
-                   f" p50 / p99 / max {_ms(stamp['latency_ms'])}")
+    lp = s.get("latency_parts") or {}
+    if "advance_ms" in lp:
+        out.append(f"- idle latency, the database's part (ms p50 / p99 / max): commit to NOTIFY"
+                   f" at a listener {_ms(lp['notify_ms'])}; bridge.advance() as the daemon runs"
+                   f" it (its COMMIT waits for the WAL flush) {_ms(lp['advance_ms'])}; the same"
+                   f" without the flush {_ms(lp['advance_no_flush_ms'])}; a `SELECT 1` round"
+                   f" trip {_ms(lp['select_1_ms'])}")
     uv = s.get("uvloop") or {}
     if "uvloop" in uv:
         for loop in ("asyncio", "uvloop"):
