@@ -112,15 +112,13 @@ class Listener:
             self._up_since = asyncio.get_running_loop().time()
             self._wake.set()
             listen_task = asyncio.create_task(self._listen(listen_conn))
-            wake: asyncio.Task[bool] | None = None
+            # The LISTEN task ending (its connection died) wakes the loop too:
+            # one Event to wait on, no task created per wake-up.
+            listen_task.add_done_callback(lambda _: self._wake.set())
             try:
                 while True:
-                    wake = asyncio.create_task(self._wake.wait())
-                    done, _ = await asyncio.wait(
-                        {wake, listen_task}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if listen_task in done:
-                        wake.cancel()
+                    await self._wake.wait()
+                    if listen_task.done():
                         listen_task.result()
                         raise psycopg.OperationalError("the LISTEN connection ended")
                     self._wake.clear()
@@ -130,8 +128,6 @@ class Listener:
                     self._set_ready(True)
             finally:
                 listen_task.cancel()
-                if wake is not None:
-                    wake.cancel()
 
     def wake(self) -> None:
         """Ask the reader to stamp and read now (a resume is waiting for a position)."""
