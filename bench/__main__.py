@@ -91,8 +91,6 @@ def run_scenario(name: str, pg: Cluster, settings: dict[str, Any]) -> dict[str, 
             out["deflate_2k"] = idle.idle(url, connections=2000, processes=2, sources=2,
                                           deflate=True)
             out["plain_2k"] = idle.idle(url, connections=2000, processes=2, sources=2)
-            out["what_if_no_handshake_15k"] = idle.idle(url, connections=15_000, processes=4,
-                                                       sources=4, drop_handshake=True)
         return out
     if name == "writer_cost":
         return writers.writer_cost(pg, seconds=settings["seconds"], rounds=settings["rounds"],

@@ -218,16 +218,14 @@ class Daemon:
     """`python -m bridge serve` as a subprocess on a loopback port."""
 
     def __init__(self, database_url: str, *extra: str, uvloop: bool = False,
-                 env: dict[str, str] | None = None, memory_report: Path | None = None,
-                 drop_handshake: bool = False):
+                 env: dict[str, str] | None = None, memory_report: Path | None = None):
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.database_url = database_url
         module = ["-m", "bridge", "serve"]
-        if uvloop or memory_report or drop_handshake:
+        if uvloop or memory_report:
             module = ["-m", "bench.serve", *(["--uvloop"] if uvloop else []),
-                      *(["--memory-report", str(memory_report)] if memory_report else []),
-                      *(["--drop-handshake"] if drop_handshake else []), "--"]
+                      *(["--memory-report", str(memory_report)] if memory_report else []), "--"]
         self.args = [sys.executable, *module, "--database-url", database_url,
                      "--port", str(self.port), "--host", "127.0.0.1",
                      "--secret-key", SECRET, "--allow-anonymous", CHANNEL,

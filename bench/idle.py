@@ -47,11 +47,9 @@ def _memory(pid: int, report: Path) -> dict[str, int]:
 
 
 def idle(url: str, *, connections: int, processes: int, sources: int,
-         deflate: bool = False, memory_report: Path | None = None,
-         drop_handshake: bool = False) -> dict[str, Any]:
+         deflate: bool = False, memory_report: Path | None = None) -> dict[str, Any]:
     extra = (*DEFAULTS, *(("--compression", "true") if deflate else ()))
-    with Daemon(url, *extra, memory_report=memory_report,
-                drop_handshake=drop_handshake) as daemon:
+    with Daemon(url, *extra, memory_report=memory_report) as daemon:
         before = _settle(daemon.pid)
         if memory_report:
             mem_before = _memory(daemon.pid, memory_report)
@@ -70,7 +68,7 @@ def idle(url: str, *, connections: int, processes: int, sources: int,
     connected = conn["connected"]
     return {"connections": connections, "connected": connected, "failed": conn["failed"],
             "still_open": open_now, "connect_s": round(conn["seconds"], 2),
-            "compression": deflate, "handshake_headers_dropped": drop_handshake,
+            "compression": deflate,
             "rss_before_mib": round(before / 2**20, 1),
             "rss_after_mib": round(after / 2**20, 1),
             "rss_per_connection_kib": round((after - before) / max(connected, 1) / 1024, 2),

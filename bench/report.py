@@ -263,9 +263,7 @@ def _details(results: dict[str, Any]) -> str:
             out.append(f"- idle {key}: {r['connected']} connected ({r['connect_s']} s),"
                        f" RSS {r['rss_before_mib']} -> {r['rss_after_mib']} MiB ="
                        f" {r['rss_per_connection_kib']} KiB/connection"
-                       f" (compression {'on' if r['compression'] else 'off'}"
-                       + ("; what-if: handshake headers dropped"
-                          if r.get("handshake_headers_dropped") else "") + ")")
+                       f" (compression {'on' if r['compression'] else 'off'})")
             if r.get("python_heap_per_connection_bytes"):
                 top = list(r["python_heap_per_connection_bytes"].items())[:10]
                 out.append("  - traced Python heap per connection, bytes by allocating file: "

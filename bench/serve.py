@@ -1,12 +1,10 @@
-"""`python -m bench.serve [--uvloop] [--memory-report FILE] [--drop-handshake] -- <flags>`.
+"""`python -m bench.serve [--uvloop] [--memory-report FILE] -- <flags>`.
 
 The daemon exactly as `python -m bridge serve` runs it, with switches for
 measurements: `--uvloop` runs it on uvloop's event loop (to see whether
 that helps); `--memory-report FILE` traces allocations (tracemalloc) and,
 on SIGUSR1, writes the live memory by source file to FILE as JSON, to say
-what a connection is made of; `--drop-handshake` (a what-if) empties each
-connection's handshake headers once its handler has started, to measure
-what keeping them costs.
+what a connection is made of.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import sys
 import tracemalloc
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 
 def _report(path: Path) -> None:
@@ -40,7 +37,6 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.serve")
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--memory-report", type=Path)
-    parser.add_argument("--drop-handshake", action="store_true")
     ours, _, rest = _split(argv)
     args = parser.parse_args(ours)
     if args.memory_report is not None:
@@ -51,8 +47,6 @@ def main(argv: list[str]) -> int:
             _report(path)
 
         signal.signal(signal.SIGUSR1, on_signal)
-    if args.drop_handshake:
-        _drop_handshake_headers()
     if args.uvloop:
         import uvloop
 
@@ -60,29 +54,6 @@ def main(argv: list[str]) -> int:
     from bridge.__main__ import main as bridge_main
 
     return bridge_main(["serve", *rest])
-
-
-def _drop_handshake_headers() -> None:
-    """What-if: the handler reads the request path first, then the headers go."""
-    import asyncio
-
-    from websockets.datastructures import Headers
-
-    from bridge.server import Daemon
-
-    handler = Daemon._handler
-
-    async def lean_handler(self: Daemon, ws: Any) -> None:
-        def drop() -> None:
-            ws.request.headers = Headers()
-            if ws.response is not None:
-                ws.response.headers = Headers()
-                ws.response.body = b""
-
-        asyncio.get_running_loop().call_soon(drop)
-        await handler(self, ws)
-
-    Daemon._handler = lean_handler  # type: ignore[method-assign]
 
 
 def _split(argv: list[str]) -> tuple[list[str], str, list[str]]:
