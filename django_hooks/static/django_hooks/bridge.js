@@ -36,7 +36,7 @@
  *   comes. So t ms after it was set up there were at most 1 + t / minInterval
  *   fetches, never more than polling; a plain leading-edge window (burst 1)
  *   made most changes at one per second wait for its end (p50 staleness
- *   ~0.5 s instead of ~15 ms, bench issue 7).
+ *   ~0.5 s against 8 ms measured with the bucket, bench/RESULTS.md).
  *
  * {% bridge_client %} renders a config and loads this file with data-config;
  * it then connects on its own and the client is PgBridge.client.
