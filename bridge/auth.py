@@ -1,4 +1,4 @@
-"""Token verification and origin checks.
+"""Token verification, grants, and the pure checks of a handshake (origin, address, channels).
 
 Django mints tokens; the daemon only verifies them. A token is what
 `django.core.signing.dumps({"u": user_id, "ch": [channels]}, salt=SALT)`
@@ -8,9 +8,10 @@ the daemon has no Django settings, and `signing.loads` would read them.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -133,3 +134,45 @@ def cookie_token(header: str | None) -> str | None:
     from django.http.cookie import parse_cookie
 
     return parse_cookie(header).get(COOKIE) or None
+
+
+def client_address(peer: str, forwarded: str,
+                   trusted_proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """The address a connection counts against (--max-connections-per-ip, logs).
+
+    X-Forwarded-For is believed only when the peer is a trusted proxy, and
+    then only up to the first hop, from the right, that is not one: a client
+    can prepend whatever it likes, but not past the proxies that appended.
+    """
+    if not forwarded or not _trusted(peer, trusted_proxies):
+        return peer
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted_proxies):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _trusted(address: str,
+             trusted_proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted_proxies)
+
+
+def legacy_channels(granted: Iterable[str], legacy: Iterable[str]) -> tuple[str, ...]:
+    """A legacy client's channels: what it may read, narrowed to --legacy-channels if set.
+
+    The intersection, either way round: a row grant inside a legacy table
+    channel stays (narrowed to that row channel), and so does a legacy row
+    channel inside a table grant.
+    """
+    available = set(granted)
+    wanted = set(legacy)
+    if not wanted:
+        return tuple(sorted(available))
+    narrowed = {c for c in available if channels.granted(wanted, c)}
+    narrowed |= {c for c in wanted if channels.granted(available, c)}
+    return tuple(sorted(narrowed))

@@ -17,10 +17,12 @@ The second half reads a daemon's /metrics text back into a Summary, so
 
 from __future__ import annotations
 
+import collections
 import math
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -33,7 +35,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+if TYPE_CHECKING:
+    from .hub import Hub
+
 __all__ = ["CONTENT_TYPE_LATEST", "LogStats", "Metrics", "Summary", "fold_channel", "scrape",
+           "subscription_counts",
            "summarize"]
 
 LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -58,6 +64,14 @@ def fold_channel(channel: str, watched: Mapping[str, object]) -> str:
     """The label a subscription counts under: its table channel, or `_other`."""
     base = channel.partition(":")[0]
     return base if base in watched else OTHER_CHANNEL
+
+
+def subscription_counts(hub: Hub[Any]) -> dict[str, int]:
+    """Subscribers per table channel (row channels folded in), for bridge_subscriptions."""
+    counts: collections.Counter[str] = collections.Counter()
+    for channel, n in hub.channel_counts().items():
+        counts[fold_channel(channel, hub.watched)] += n
+    return dict(counts)
 
 
 class Metrics:

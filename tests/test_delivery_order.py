@@ -175,7 +175,8 @@ async def test_resume_from_a_position_the_daemon_has_not_read_yet(
         client.positions[CHANNEL] = f"{daemon.hub.db_id}-{row[0]}-{row[1]}"
         assert daemon.hub.cursor < (row[0], row[1])
         resuming = asyncio.create_task(client.start())
-        await wait_for(lambda: daemon._cursor_waiters, what="the daemon to wait for its cursor")
+        await wait_for(lambda: daemon.replay.cursor_waiters,
+                       what="the daemon to wait for its cursor")
         assert not resuming.done()
         other.execute("SELECT pg_advisory_unlock(hashtext('pg_notify_bridge.stamp'))")
     await resuming

@@ -25,8 +25,8 @@ async def test_resume_from_log_reconnects_a_dead_replay_connection(
     await first.auth(token(1, "example_task"))
     await first.subscribe("example_task", since=start)
     await first.expect("event", op="INSERT")  # replayed from the log: the connection exists
-    assert daemon._replay_conn is not None
-    pid = daemon._replay_conn.info.backend_pid
+    assert daemon.replay.conn is not None
+    pid = daemon.replay.conn.info.backend_pid
     with psycopg.connect(watched_db, autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
     second = await WsClient.connect(v1_url(daemon))

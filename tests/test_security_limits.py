@@ -198,7 +198,7 @@ async def test_failed_handshakes_leave_nothing_behind(daemon: Daemon) -> None:
 
     def forgotten() -> bool:
         gc.collect()
-        return not daemon._handshakes and not daemon.clients
+        return not daemon.http.handshakes and not daemon.clients
 
     await wait_for(forgotten, what="the daemon to drop every failed handshake")
 

@@ -42,10 +42,10 @@ async def _stalled_client(daemon: Daemon) -> tuple[ClientConnection, Client, str
     assert subscribed["type"] == "subscribed"
     port = sock.getsockname()[1]
     server_side = next(c for c in daemon.clients
-                       if c.ws.remote_address and c.ws.remote_address[1] == port)
+                       if c.peer.ws.remote_address and c.peer.ws.remote_address[1] == port)
     # Loopback lets the kernel queue megabytes per socket; a congested path does not.
     # A small send buffer makes the daemon's own (user-space) buffer the one that fills.
-    server_side.ws.transport.get_extra_info("socket").setsockopt(
+    server_side.peer.ws.transport.get_extra_info("socket").setsockopt(
         socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
     return ws, server_side, subscribed["position"]
 
@@ -91,7 +91,7 @@ async def test_slow_consumer_is_cut_off_and_resumes_without_loss(
     assert closes == 1
     assert server_side.closing is not None
     assert daemon.hub.subscribers("example_task") == 1  # the good client only
-    transport = server_side.ws.transport
+    transport = server_side.peer.ws.transport
     assert transport.get_write_buffer_size() <= LIMIT + 1024  # one frame and a close past it
 
     # It wakes up: reads what reached it, sees 4008 (or a drop), resumes from its position.

@@ -1,0 +1,142 @@
+"""The sending path: each published frame serialized once and written to many sockets.
+
+Everything the daemon writes to a client goes through `Fanout.write`, so
+frames keep the order in which the hub produced them and one slow-consumer
+check covers them all: a client whose write buffer passes
+--max-client-buffer is closed with 4008 instead of slowing anyone down, and
+resumes from its last position. Legacy clients owe at most one `updated`,
+sent through their token bucket (hub.Throttle) by timers kept here.
+
+This is the only module that touches websockets' internals: a
+connection's transport and write buffer, its protocol state and
+extensions, the Frame serializer, and the handshake's request and response
+kept on the connection. setup.cfg pins websockets below its next major
+version, and tests/test_fanout.py fails if any of these moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from . import protocol
+from .hub import Batch
+from .metrics import Metrics
+from .session import V1, Session
+
+
+class Link:
+    """A session's WebSocket connection: the Peer that session.py is handed."""
+
+    __slots__ = ("closing", "ws")
+
+    def __init__(self, ws: ServerConnection):
+        self.ws = ws
+        self.closing: asyncio.Task[None] | None = None
+
+    async def send(self, frame: bytes) -> None:
+        await self.ws.send(frame, text=True)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = asyncio.create_task(self.ws.close(code, reason))
+
+
+Client = Session[Link]
+
+
+class Fanout:
+    """Writes frames to clients' transports without waiting, oldest first."""
+
+    def __init__(self, metrics: Metrics, max_client_buffer: int):
+        self.metrics = metrics
+        self.max_client_buffer = max_client_buffer
+
+    def deliver(self, batch: Batch[Client]) -> None:
+        """Write a published batch: each frame once per client, legacy through its throttle."""
+        for delivery in batch.deliveries:
+            self.write(delivery.frame, delivery.clients)
+        if batch.truncate_resyncs:
+            self.metrics.resyncs.labels(reason="truncate").inc(batch.truncate_resyncs)
+        if batch.legacy:
+            now = asyncio.get_running_loop().time()
+            for client in batch.legacy:
+                self._legacy_changed(client, now)
+
+    def write_one(self, client: Client, frame: bytes) -> None:
+        """Queue one frame for one client (session.Rules.write)."""
+        self.write(frame, [client], client.endpoint)
+
+    def write(self, frame: bytes, clients: list[Client], endpoint: str = V1) -> None:
+        """Write one frame to many clients: its WebSocket frame is serialized once.
+
+        An uncompressed server frame is the same bytes for every client (no
+        mask), so plain connections get those bytes straight on their
+        transport; profiling (bench/RESULTS.md) put websockets' per-send frame
+        building at a sixth of the fan-out time, the rest being the send
+        syscall. Compressed connections still go through broadcast(). The
+        daemon never fragments a message, so no send can be in progress.
+        """
+        limit = self.max_client_buffer
+        wire = Frame(Opcode.TEXT, frame).serialize(mask=False)  # a server never masks
+        compressed = []
+        sent = 0
+        for client in clients:
+            ws = client.peer.ws
+            transport = ws.transport
+            if client.closing or transport is None or ws.protocol.state is not State.OPEN:
+                continue
+            if transport.get_write_buffer_size() > limit:
+                client.too_slow()
+            elif ws.protocol.extensions:
+                compressed.append(ws)
+            else:
+                transport.write(wire)
+                sent += 1
+        if compressed:
+            broadcast(compressed, frame, text=True)
+        self.metrics.frames_sent.labels(endpoint=endpoint).inc(sent + len(compressed))
+
+    def _legacy_changed(self, client: Client, now: float) -> None:
+        assert client.throttle is not None
+        delay = client.throttle.hit(now)
+        if delay == 0.0:
+            self._legacy_due(client)
+        elif delay is not None:
+            client.timer = asyncio.get_running_loop().call_later(delay, self._legacy_due, client)
+
+    def _legacy_due(self, client: Client) -> None:
+        """Send the `updated` a legacy client is owed; it is never closed as too slow.
+
+        Its backlog is one bit: while earlier bytes still wait in its buffer,
+        the owed `updated` waits for the next window instead of piling up (a
+        client that never reads again is ended by the ping timeout).
+        """
+        assert client.throttle is not None
+        client.timer = None
+        loop = asyncio.get_running_loop()
+        transport = client.peer.ws.transport
+        if transport is not None and transport.get_write_buffer_size() > 0:
+            client.throttle.defer()
+            client.timer = loop.call_later(client.throttle.window, self._legacy_due, client)
+            return
+        client.throttle.fired(loop.time())
+        self.write_one(client, protocol.LEGACY_UPDATED)
+
+
+def forget_handshake(ws: ServerConnection) -> None:
+    """Drop the handshake's headers and body: nothing reads them after the handshake checks.
+
+    websockets keeps both for the connection's whole life. They are most of
+    an idle connection's memory that is not the socket itself (bench: 16.6 ->
+    13.8 KiB a connection), and the request's Cookie header holds a token.
+    """
+    if ws.request is not None:
+        ws.request.headers = Headers()
+    if ws.response is not None:
+        ws.response.headers = Headers()
+        ws.response.body = b""
