@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import subprocess
@@ -16,7 +17,16 @@ from django.core import signing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.auth import SALT, Grant, TokenError, Verifier, cookie_token, origin_allowed
+from bridge.auth import (
+    SALT,
+    Grant,
+    TokenError,
+    Verifier,
+    client_address,
+    cookie_token,
+    legacy_channels,
+    origin_allowed,
+)
 from tests.fix_bridge import SECRET, token
 from tests.timing import scaled
 
@@ -296,3 +306,42 @@ def test_origin_allowed(origin: str | None, host: str | None, allowed: tuple[str
 def test_cookie_token(header: str | None, value: str | None) -> None:
     """The bridge_token cookie is found among others; a broken Cookie header gives None."""
     assert cookie_token(header) == value
+
+
+PROXIES = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"))
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "proxies", "address"),
+    [
+        ("203.0.113.5", "", PROXIES, "203.0.113.5"),
+        ("203.0.113.5", "198.51.100.1", PROXIES, "203.0.113.5"),  # peer not trusted
+        ("127.0.0.1", "198.51.100.1", (), "127.0.0.1"),  # no trusted proxies at all
+        ("127.0.0.1", "198.51.100.1", PROXIES, "198.51.100.1"),
+        ("127.0.0.1", "spoofed, 198.51.100.1, 10.1.2.3", PROXIES, "198.51.100.1"),
+        ("127.0.0.1", "10.1.1.1, 10.2.2.2", PROXIES, "10.1.1.1"),  # every hop a proxy
+        ("127.0.0.1", " , ", PROXIES, "127.0.0.1"),
+        ("127.0.0.1", "not-an-ip", PROXIES, "not-an-ip"),
+    ],
+)
+def test_client_address(peer: str, forwarded: str, proxies: tuple[Any, ...],
+                        address: str) -> None:
+    """X-Forwarded-For is believed from trusted proxies only, up to the first untrusted hop."""
+    assert client_address(peer, forwarded, proxies) == address
+
+
+@pytest.mark.parametrize(
+    ("granted", "legacy", "channels"),
+    [
+        ({"tasks", "notes"}, (), ("notes", "tasks")),
+        ({"tasks", "notes"}, ("tasks",), ("tasks",)),
+        ({"tasks:owner_id=7"}, ("tasks",), ("tasks:owner_id=7",)),  # row grant kept, narrowed
+        ({"tasks"}, ("tasks:owner_id=7",), ("tasks:owner_id=7",)),  # legacy row channel kept
+        ({"notes"}, ("tasks",), ()),
+        (set(), ("tasks",), ()),
+    ],
+)
+def test_legacy_channels(granted: set[str], legacy: tuple[str, ...],
+                         channels: tuple[str, ...]) -> None:
+    """A legacy client's channels: the grant narrowed to --legacy-channels, either way round."""
+    assert legacy_channels(granted, legacy) == channels
