@@ -91,20 +91,11 @@ def _run(args: argparse.Namespace, config: configuration.Config) -> int:
 
         asyncio.run(run(config))
         return 0
-    if args.command == "token":
-        from .auth import Verifier
-
-        configuration.require(config, "secret_key")
-        chans = configuration.parse_list(args.channel)
-        from . import channels
-
-        bad = [c for c in chans if not channels.is_valid(c)]
-        if bad:
-            raise configuration.ConfigError(f"invalid channel name {bad[0]!r}")
-        print(Verifier(config.secret_key).make(args.user, chans, args.ttl))
-        return 0
     from . import commands
 
+    if args.command == "token":
+        return commands.token(config, args.user, configuration.parse_list(args.channel),
+                              args.ttl)
     configuration.require(config, "database_url")
     if args.command == "install-triggers":
         return commands.install_triggers(config, args.tables, args.channel, args.channel_column,

@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 from django.core import signing
 
 from . import channels
+from .errors import TokenError
+
+__all__ = ["COOKIE", "SALT", "Grant", "TokenError", "Verifier", "client_address", "cookie_token",
+           "legacy_channels", "origin_allowed"]
 
 SALT = "pg_notify_bridge.token"
 COOKIE = "bridge_token"
-
-
-class TokenError(Exception):
-    """A token was refused; the message is safe to show (it never contains the token)."""
 
 
 @dataclass(frozen=True)

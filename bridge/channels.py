@@ -2,7 +2,7 @@
 
 A channel is a table's name (`example_task`) or a row channel that narrows it
 to the rows whose channel column has one value (`example_task:owner_id=7`).
-The grammar is part of the public contract (DESIGN.md) and doubles as the
+The grammar is part of the public contract (docs/protocol.md) and doubles as the
 first defence against injection: nothing that fails it reaches SQL or a log.
 """
 

@@ -1,8 +1,8 @@
-"""The database subcommands: install-triggers, uninstall-triggers, status.
+"""The subcommands other than serve: install-triggers, uninstall-triggers, token, status.
 
-Thin: they open one connection, call install.py or read the catalog, and
-print what happened. Errors surface as BridgeError subclasses with messages
-the user can act on.
+Thin: they open one connection, call install.py or read the catalog (or,
+for token, sign with auth.py), and print what happened. Errors surface as
+BridgeError subclasses with messages the user can act on.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 import psycopg
 
-from . import install, log, metrics
-from .config import Config
-from .errors import DatabaseError, InstallError
+from . import channels, install, log, metrics
+from .auth import Verifier
+from .config import Config, require
+from .errors import ConfigError, DatabaseError, InstallError, NoSchemaError
 from .listener import APPLICATION_NAME
 
 ADMIN_APPLICATION_NAME = APPLICATION_NAME + " admin"
@@ -26,6 +27,17 @@ def connect(config: Config) -> psycopg.Connection:
     except psycopg.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {' '.join(str(exc).split())}"
                             ) from exc
+
+
+def token(config: Config, user: str, chans: Sequence[str], ttl: float | None) -> int:
+    """Print a token for `user` granting `chans`, signed as Django's signing.dumps would."""
+    require(config, "secret_key")
+    bad = [c for c in chans if not channels.is_valid(c)]
+    if bad:
+        raise ConfigError(f"invalid channel name {bad[0]!r}: use lower case letters, digits, _"
+                          " and ., with an optional :column=value")
+    print(Verifier(config.secret_key).make(user, chans, ttl))
+    return 0
 
 
 def install_triggers(config: Config, tables: Sequence[str], channel: str | None,
@@ -61,9 +73,8 @@ def status(config: Config, metrics_urls: Sequence[str]) -> int:
     Returns 1 when a --metrics-url cannot be read, so scripts notice a dead daemon.
     """
     with connect(config) as conn:
-        if conn.execute("SELECT to_regclass('bridge.log')").fetchone() == (None,):
-            raise DatabaseError("the database has no bridge schema: run `make install-triggers`"
-                                " (or `python -m bridge install-triggers TABLE`) first")
+        if not install.has_schema(conn):
+            raise NoSchemaError()
         lines = _database_status(conn)
     for line in lines:
         print(line)

@@ -5,11 +5,20 @@ CLI, the Django management commands) catch one type and print its message::
 
     BridgeError
     ├── ConfigError        a flag, variable or setting is missing or wrong
+    │   └── WatchError     a BRIDGE["MODELS"] entry cannot be watched
+    │                      (raised by django_hooks.watch)
     ├── InstallError       install-triggers cannot do what was asked
-    └── DatabaseError      the database cannot serve the daemon (no schema,
-                           a standby, a transaction-pooling proxy)
+    ├── DatabaseError      the database cannot serve the daemon (a standby,
+    │   │                  a transaction-pooling proxy)
+    │   └── NoSchemaError  install-triggers has not run on it yet
+    ├── TokenError         a token was refused (auth.Verifier); the message
+    │                      is safe to show a client
+    └── ProtocolError      a client frame cannot be acted on (protocol.parse);
+                           it carries the `error` frame's code
 
-Messages are lower case, say what to do, and carry no trailing period.
+The first three stop a command or the daemon; the last two are answered to
+one client and the daemon goes on. Messages are lower case, say what to do,
+and carry no trailing period.
 """
 
 
@@ -27,3 +36,34 @@ class InstallError(BridgeError):
 
 class DatabaseError(BridgeError):
     """The database cannot serve the daemon as configured."""
+
+
+class WatchError(ConfigError):
+    """A BRIDGE["MODELS"] entry names no model, or a model the bridge cannot watch."""
+
+
+class NoSchemaError(DatabaseError):
+    """The database has no `bridge` schema: install-triggers has not run on it.
+
+    The one place for this message. `fix` says how to install it the way the
+    user runs the bridge (the Django app passes its management command).
+    """
+
+    DEFAULT_FIX = ("run `python -m bridge install-triggers TABLE...` first"
+                   " (`make install-triggers` from a checkout)")
+
+    def __init__(self, fix: str = DEFAULT_FIX):
+        super().__init__(f"the database has no bridge schema: {fix}")
+
+
+class TokenError(BridgeError):
+    """A token was refused; the message is safe to show (it never contains the token)."""
+
+
+class ProtocolError(BridgeError):
+    """A client frame that cannot be acted on; becomes an `error` frame with `code`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message

@@ -8,8 +8,8 @@ single-row UPDATE here, but PostgreSQL fires no UPDATE row trigger for a row
 that moves to another partition (whose key changes with it) nor, on the
 parent, for an inheritance child's row: those old keys would be lost.
 The functions hold static SQL (no EXECUTE, no lookups at run time) because
-the trigger runs on every write path of the user's application: DESIGN.md
-measured dynamic capture at half the throughput of static per-table
+the trigger runs on every write path of the user's application: the original
+design measured dynamic capture at half the throughput of static per-table
 functions. A statement appends one log row per channel it touches, whatever
 its row count, and sends one constant NOTIFY that PostgreSQL folds per
 transaction. Every identifier and literal goes through psycopg's `sql` module.
@@ -91,7 +91,22 @@ def resolve(conn: psycopg.Connection, table: str) -> Table:
     schema, name, kind = row
     if kind not in ("r", "p"):
         raise InstallError(f"{table!r} is not a table: triggers can only watch ordinary tables")
-    pk = conn.execute(
+    pk = primary_key(conn, table)
+    if not pk:
+        raise InstallError(
+            f"table {schema}.{name} has no primary key: add one, events name rows by it"
+        )
+    cols = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+        " AND attnum > 0 AND NOT attisdropped",
+        (table,),
+    ).fetchall()
+    return Table(schema, name, pk, frozenset(r[0] for r in cols))
+
+
+def primary_key(conn: psycopg.Connection, table: str) -> tuple[str, ...]:
+    """The primary key's columns of `table` in key order; () when it has none."""
+    rows = conn.execute(
         """
         SELECT a.attname
           FROM pg_index i
@@ -102,16 +117,17 @@ def resolve(conn: psycopg.Connection, table: str) -> Table:
         """,
         (table,),
     ).fetchall()
-    if not pk:
-        raise InstallError(
-            f"table {schema}.{name} has no primary key: add one, events name rows by it"
-        )
-    cols = conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s)"
-        " AND attnum > 0 AND NOT attisdropped",
-        (table,),
-    ).fetchall()
-    return Table(schema, name, tuple(r[0] for r in pk), frozenset(r[0] for r in cols))
+    return tuple(r[0] for r in rows)
+
+
+HAS_SCHEMA = ("SELECT to_regclass('bridge.meta') IS NOT NULL"
+              " AND to_regclass('bridge.log') IS NOT NULL")
+"""Whether install-triggers has created the bridge schema (the one check; NoSchemaError's)."""
+
+
+def has_schema(conn: psycopg.Connection) -> bool:
+    row = conn.execute(HAS_SCHEMA).fetchone()
+    return bool(row and row[0])
 
 
 def default_channel(table: Table) -> str:
@@ -243,7 +259,7 @@ def install(
 
 def uninstall(conn: psycopg.Connection, table: str) -> None:
     """Remove the capture triggers and functions of `table`; its past events stay in the log."""
-    if not _has_schema(conn):
+    if not has_schema(conn):
         raise InstallError("the database has no bridge schema: nothing is installed")
     info = resolve(conn, table)
     with conn.transaction():
@@ -263,11 +279,6 @@ def uninstall(conn: psycopg.Connection, table: str) -> None:
             )
         conn.execute("DELETE FROM bridge.watched WHERE tbl = %s", (info.qualified,))
         conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, WATCHED_PAYLOAD))
-
-
-def _has_schema(conn: psycopg.Connection) -> bool:
-    row = conn.execute("SELECT to_regclass('bridge.watched') IS NOT NULL").fetchone()
-    return bool(row and row[0])
 
 
 _REFERENCING = {

@@ -20,6 +20,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from .errors import DatabaseError
 from .install import NOTIFY_CHANNEL, WATCHED_PAYLOAD
@@ -103,7 +104,7 @@ class Listener:
             # would be stamped again (a duplicate, or a lower tick that readers skip).
             await query_conn.execute("SET synchronous_commit = on")
             await _refuse_standby(query_conn)
-            await listen_conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            await listen_conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
             await _probe_listen(listen_conn, query_conn)
             if self.connected_once.is_set():
                 self.metrics.listener_reconnects.inc()

@@ -18,7 +18,8 @@ from typing import Any
 
 import psycopg
 
-from .errors import DatabaseError
+from .errors import NoSchemaError
+from .install import HAS_SCHEMA
 
 _POSITION_RE = re.compile(r"^([0-9a-f]{8})-(\d{1,19})-(\d{1,19})$")
 
@@ -92,13 +93,10 @@ def _event(row: tuple[Any, ...]) -> Event:
 
 async def meta(conn: psycopg.AsyncConnection) -> dict[str, str]:
     """The bridge schema's metadata (db_id, schema_version, pruned_through)."""
-    cur = await conn.execute("SELECT to_regclass('bridge.meta') IS NOT NULL")
+    cur = await conn.execute(HAS_SCHEMA)
     row = await cur.fetchone()
     if not row or not row[0]:
-        raise DatabaseError(
-            "the database has no bridge schema: run `make install-triggers` (or"
-            " `python -m bridge install-triggers TABLE`) first"
-        )
+        raise NoSchemaError()
     cur = await conn.execute("SELECT key, value FROM bridge.meta")
     return {k: v for k, v in await cur.fetchall()}
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import channels
+from .errors import ProtocolError
 
-# Error codes (DESIGN.md).
+# Error codes (docs/protocol.md, `/v1` messages).
 BAD_MESSAGE = "bad_message"
 UNKNOWN_TYPE = "unknown_type"
 BAD_CHANNEL = "bad_channel"
@@ -21,7 +22,7 @@ FORBIDDEN = "forbidden"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 UNAUTHORIZED = "unauthorized"
 
-# Close codes (DESIGN.md).
+# Close codes (docs/protocol.md, `/v1` messages).
 CLOSE_GOING_AWAY = 1001
 CLOSE_INVALID_UTF8 = 1007
 CLOSE_TOO_BIG = 1009
@@ -29,15 +30,6 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN = 4003
 CLOSE_TOO_SLOW = 4008
 CLOSE_TOO_MANY_BAD = 4029
-
-
-class ProtocolError(Exception):
-    """A client frame that cannot be acted on; becomes an `error` frame."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

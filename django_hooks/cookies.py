@@ -35,8 +35,8 @@ def refresh(request: HttpRequest, response: HttpResponse) -> None:
             response.delete_cookie(tokens.COOKIE_NAME, samesite="Lax")
         return
     if current:
-        payload = tokens.read(current, max_age=conf.token_max_age() / 2)
-        if payload is not None and payload.get("u") == tokens.user_key(user):
+        grant = tokens.read(current, max_age=conf.token_max_age() / 2)
+        if grant is not None and grant.user == tokens.user_key(user):
             return
     token, _ = tokens.for_user(user, tokens.cookie_channels())
     if token is None:

@@ -1,6 +1,9 @@
 """Mint bridge tokens: which channels a user may read, signed the way the daemon checks.
 
-The daemon only verifies (DESIGN.md, "Token"); Django decides. The decision
+The daemon only verifies (docs/protocol.md, "Tokens"); Django decides which
+channels a user gets. Minting and reading go through bridge.auth.Verifier,
+the daemon's own code, so the two sides cannot disagree on the salt, the
+cookie name or what makes a token valid. The decision
 is a settings hook, BRIDGE['CHANNELS_FOR_USER'], because only the project
 knows its own permissions. The default grants only a watched model's channel,
 and where the model has a channel column only the user's own rows of it.
@@ -8,20 +11,18 @@ and where the model has a channel column only the user's own rows of it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.core import signing
 from django.utils.module_loading import import_string
 
 from bridge import channels as channel_names
+from bridge.auth import COOKIE, Grant, TokenError, Verifier
 
 from . import conf, watch
 
-SALT = "pg_notify_bridge.token"
-COOKIE_NAME = "bridge_token"
+COOKIE_NAME = COOKIE
 
 
 def default_channels_for_user(user: Any, requested: Iterable[str]) -> list[str]:
@@ -70,12 +71,15 @@ def user_key(user: Any) -> str | None:
     return str(user.pk)
 
 
+def verifier(max_age: float | None = None) -> Verifier:
+    """The daemon's Verifier with this project's keys and BRIDGE['TOKEN_MAX_AGE']."""
+    return Verifier(conf.secret_key(), conf.fallback_keys(),
+                    conf.token_max_age() if max_age is None else max_age)
+
+
 def mint(user_id: str | None, channels: Iterable[str], *, ttl: float | None = None) -> str:
     """A token for `user_id` granting `channels`; `ttl` seconds shortens it below max age."""
-    payload: dict[str, Any] = {"u": user_id, "ch": list(channels)}
-    if ttl is not None:
-        payload["exp"] = int(time.time() + ttl)
-    return signing.dumps(payload, key=conf.secret_key(), salt=SALT)
+    return verifier().make(user_id, channels, ttl)
 
 
 def for_user(user: Any, requested: Iterable[str]) -> tuple[str | None, list[str]]:
@@ -86,20 +90,12 @@ def for_user(user: Any, requested: Iterable[str]) -> tuple[str | None, list[str]
     return mint(user_key(user), granted), granted
 
 
-def read(token: str, max_age: float | None = None) -> dict[str, Any] | None:
-    """The payload of a valid token (signature, age, `exp`), else None; as the daemon checks."""
+def read(token: str, max_age: float | None = None) -> Grant | None:
+    """The grant of a token the daemon would accept (signature, age, `exp`), else None."""
     try:
-        payload = signing.TimestampSigner(
-            key=conf.secret_key(), salt=SALT, fallback_keys=conf.fallback_keys()
-        ).unsign_object(token, max_age=conf.token_max_age() if max_age is None else max_age)
-    except signing.BadSignature:
+        return verifier(max_age).verify(token)
+    except TokenError:
         return None
-    if not isinstance(payload, dict):
-        return None
-    exp = payload.get("exp")
-    if exp is not None and (not isinstance(exp, (int, float)) or exp < time.time()):
-        return None
-    return payload
 
 
 def cookie_channels() -> list[str]:

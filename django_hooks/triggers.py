@@ -82,25 +82,15 @@ def state(target: Target, using: str = "default") -> State:
         if row is None:
             return State(table_exists=False)
         qualified = row[0]
-        pk = tuple(
-            r[0]
-            for r in conn.execute(
-                "SELECT a.attname FROM pg_index i"
-                " JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true"
-                " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
-                " WHERE i.indrelid = to_regclass(%s) AND i.indisprimary ORDER BY k.ord",
-                (target.table_ref,),
-            ).fetchall()
-        )
+        pk = bridge_install.primary_key(conn, target.table_ref)
         triggers = conn.execute(
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass(%s)"
             " AND tgname LIKE 'pg\\_notify\\_bridge\\_%%'",
             (target.table_ref,),
         ).fetchone()
         count = int(triggers[0]) if triggers else 0
-        has_registry = conn.execute("SELECT to_regclass('bridge.watched') IS NOT NULL").fetchone()
         watched = None
-        if has_registry and has_registry[0]:
+        if bridge_install.has_schema(conn):
             watched = conn.execute(
                 "SELECT channel, channel_column, pk_columns FROM bridge.watched WHERE tbl = %s",
                 (qualified,),

@@ -14,6 +14,8 @@ from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
+from bridge.errors import WatchError
+
 from . import conf
 
 _PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -50,8 +52,6 @@ class Target:
         }
 
 
-class WatchError(ValueError):
-    """A BRIDGE['MODELS'] entry that cannot be resolved; the message says which and why."""
 
 
 def resolve(entry: conf.Watched) -> Target:

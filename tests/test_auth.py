@@ -1,4 +1,4 @@
-"""bridge/auth.py alone: tokens exactly as DESIGN.md mints them, grants, origins, cookies."""
+"""bridge/auth.py alone: tokens exactly as docs/protocol.md mints them, grants, origins, cookies."""
 
 from __future__ import annotations
 

@@ -295,7 +295,7 @@ def test_every_option_has_a_flag_and_a_variable_in_help(
 def test_help_shows_durations_as_written_in_the_contract(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """--help shows 1h, 1s and 24h, the way DESIGN.md and users write them."""
+    """--help shows 1h, 1s and 24h, the way docs/protocol.md and users write them."""
     from bridge.__main__ import main
 
     with pytest.raises(SystemExit):

@@ -253,3 +253,31 @@ def test_metrics_urls_is_a_setting_with_a_default(django_db: str) -> None:
         assert admin_views.metrics_urls() == ["http://127.0.0.1:9801/metrics"]
     port = settings.BRIDGE["PORT"]
     assert settings.BRIDGE["METRICS_URLS"] == [f"http://127.0.0.1:{port}/metrics"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "valid"),
+    [
+        ({"u": "1", "ch": ["example_task"]}, True),
+        ({"u": "1", "ch": ["example_task"], "exp": float("inf")}, False),
+        ({"u": "1", "ch": ["example_task"], "exp": float("nan")}, False),
+        ({"u": "1", "ch": ["example_task"], "exp": True}, False),
+        ({"u": "1", "ch": ["Not A Channel"]}, False),
+        ({"u": ["1"], "ch": ["example_task"]}, False),
+        (["not", "a", "dict"], False),
+    ],
+)
+def test_django_reads_a_token_exactly_as_the_daemon_does(payload: Any, valid: bool) -> None:
+    """tokens.read accepts a token only when the daemon's Verifier would (exp=inf included)."""
+    from django.conf import settings
+
+    from django_hooks import tokens
+
+    signed = signing.dumps(payload, key=settings.SECRET_KEY, salt=SALT)
+    daemon_accepts = True
+    try:
+        Verifier(key=settings.SECRET_KEY).verify(signed)
+    except Exception:
+        daemon_accepts = False
+    assert daemon_accepts is valid
+    assert (tokens.read(signed) is not None) is valid

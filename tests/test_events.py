@@ -151,7 +151,7 @@ def _legacy_sent(daemon: Daemon) -> float:
 
 
 async def test_legacy_throttle_folds_a_burst(start_daemon, watched_db: str) -> None:
-    """Burst 1 (DESIGN's plain window): fifty changes fold into one `updated` per window."""
+    """Burst 1 (a plain window, docs/protocol.md): fifty changes fold into one `updated`."""
     window = 3.0
     daemon = await start_daemon(allow_anonymous=("example_task",), legacy_window=window,
                                 legacy_burst=1)

@@ -34,7 +34,7 @@ def _error(data: str | bytes) -> ProtocolError:
     ],
 )
 def test_valid_frames_parse(frame: str, message: protocol.Message) -> None:
-    """Each client message of DESIGN.md parses to its dataclass."""
+    """Each client message of docs/protocol.md parses to its dataclass."""
     assert protocol.parse(frame) == message
 
 
@@ -127,14 +127,14 @@ def test_unknown_type_message_is_truncated() -> None:
 
 
 def test_close_codes_are_the_documented_ones() -> None:
-    """The close codes DESIGN.md promises to clients."""
+    """The close codes docs/protocol.md promises to clients."""
     assert (protocol.CLOSE_GOING_AWAY, protocol.CLOSE_INVALID_UTF8, protocol.CLOSE_TOO_BIG,
             protocol.CLOSE_UNAUTHORIZED, protocol.CLOSE_FORBIDDEN, protocol.CLOSE_TOO_SLOW,
             protocol.CLOSE_TOO_MANY_BAD) == (1001, 1007, 1009, 4001, 4003, 4008, 4029)
 
 
 def test_server_frames_are_json_with_a_type() -> None:
-    """Every frame builder makes one JSON object with the fields DESIGN.md lists."""
+    """Every frame builder makes one JSON object with the fields docs/protocol.md lists."""
     frames: list[tuple[bytes, dict[str, Any]]] = [
         (protocol.event_frame("t", "p", "public.t", "UPDATE", ["1", ["2", "a"]], 2),
          {"type": "event", "channel": "t", "position": "p", "table": "public.t", "op": "UPDATE",

@@ -30,7 +30,7 @@ FRAME_LIMIT = 16 * 1024
 SERVER_TYPES = {"error", "authenticated", "subscribed", "event", "resync", "pong"}
 ERROR_CODES = {"bad_message", "unknown_type", "bad_channel", "forbidden",
                "too_many_subscriptions", "unauthorized"}
-CLOSE_CODES = {1007, 1009, 4001, 4003, 4029}  # DESIGN.md's, for what a client can cause
+CLOSE_CODES = {1007, 1009, 4001, 4003, 4029}  # docs/protocol.md's, for what a client can cause
 
 GOOD_TOKEN = token(9, "example_task:owner_id=9")
 TOKENS = [GOOD_TOKEN, token(9, "example_task", key="f" * 50), token(9, "example_task", ttl=-1),
