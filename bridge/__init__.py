@@ -1,9 +1,19 @@
 """pg-notify-bridge: push PostgreSQL changes to browsers over WebSockets.
 
-Data flows down this list: install.py puts capture triggers on tables;
-listener.py wakes on NOTIFY; reader.py stamps committed log rows into
-positions (log.py) and publishes them to hub.py; server.py writes the hub's
-frames to WebSocket clients (protocol.py), after auth.py let them in.
+Data flows down this list:
+
+    install.py    puts capture triggers on tables (sql/schema.sql)
+    listener.py   LISTEN; wakes the reader on NOTIFY, reconnects with backoff
+    reader.py     stamps committed log rows into positions (log.py)
+    hub.py        who is subscribed to what; one frame per event (protocol.py)
+    fanout.py     writes each frame to many sockets; the slow-consumer check
+    replay.py     brings a new subscription from `since` to live, no gap
+    session.py    one client's state and rules (auth.py's tokens and grants)
+    http.py       exact-path routing, /healthz /readyz /metrics, handshake checks
+    server.py     the wiring: builds, starts and stops the parts
+
+config.py builds the one Config; commands.py and __main__.py are the CLI;
+metrics.py the Prometheus side; errors.py the exception tree.
 """
 
 __version__ = "0.1.0"

@@ -157,23 +157,7 @@ def plan(
     """The statements that install triggers on `table` (after the schema), for --dry-run too."""
     info = resolve(conn, table)
     channel = channel or default_channel(info)
-    if not channels.BASE_RE.match(channel):
-        raise InstallError(
-            f"channel {channel!r} is not valid: use lower case letters, digits, _ and ."
-        )
-    row_suffix = len(f":{channel_column}=") + 64 if channel_column else 0
-    if len(channel) + row_suffix > channels.MAX_LENGTH:
-        raise InstallError(
-            f"channel {channel[:80]!r} is too long: its channels must fit in"
-            f" {channels.MAX_LENGTH} characters"
-        )
-    if channel_column is not None:
-        if not channels.COLUMN_RE.match(channel_column):
-            raise InstallError(
-                f"channel column {channel_column!r} is not valid: use a lower case column name"
-            )
-        if channel_column not in info.columns:
-            raise InstallError(f"table {info.qualified} has no column {channel_column!r}")
+    _check_channel(info, channel, channel_column)
     statements: list[sql.Composed] = []
     fnames = []
     for op in OPS:
@@ -201,7 +185,14 @@ def plan(
                 fn=sql.Identifier("bridge", fname),
             )
         )
-    statements.append(
+    statements.extend(_register(info, channel, channel_column, fnames))
+    return statements
+
+
+def _register(info: Table, channel: str, channel_column: str | None,
+              fnames: list[str]) -> list[sql.Composed]:
+    """Record the table in bridge.watched and tell running daemons (they reload the channels)."""
+    return [
         sql.SQL(
             "INSERT INTO bridge.watched (tbl, channel, channel_column, pk_columns, functions)"
             " VALUES ({tbl}, {ch}, {col}, {pk}, {fns})"
@@ -214,14 +205,32 @@ def plan(
             col=sql.Literal(channel_column),
             pk=sql.Literal(list(info.pk_columns)),
             fns=sql.Literal(fnames),
-        )
-    )
-    statements.append(
+        ),
         sql.SQL("SELECT pg_notify({ch}, {payload})").format(
             ch=sql.Literal(NOTIFY_CHANNEL), payload=sql.Literal(WATCHED_PAYLOAD)
+        ),
+    ]
+
+
+def _check_channel(info: Table, channel: str, channel_column: str | None) -> None:
+    """Refuse a channel or channel column that could not name valid channels."""
+    if not channels.BASE_RE.match(channel):
+        raise InstallError(
+            f"channel {channel!r} is not valid: use lower case letters, digits, _ and ."
         )
-    )
-    return statements
+    row_suffix = len(f":{channel_column}=") + 64 if channel_column else 0
+    if len(channel) + row_suffix > channels.MAX_LENGTH:
+        raise InstallError(
+            f"channel {channel[:80]!r} is too long: its channels must fit in"
+            f" {channels.MAX_LENGTH} characters"
+        )
+    if channel_column is not None:
+        if not channels.COLUMN_RE.match(channel_column):
+            raise InstallError(
+                f"channel column {channel_column!r} is not valid: use a lower case column name"
+            )
+        if channel_column not in info.columns:
+            raise InstallError(f"table {info.qualified} has no column {channel_column!r}")
 
 
 def install(

@@ -47,7 +47,8 @@ def test_database_without_bridge_schema_is_refused(db_url: str) -> None:
     """`serve` on a database without the schema exits 2 saying to install triggers, no traceback."""
     code, output = run_serve(db_url)
     assert code == 2, output
-    assert "error: the database has no bridge schema: run `make install-triggers`" in output
+    assert ("error: the database has no bridge schema: run `python -m bridge install-triggers"
+            " TABLE...` first") in output
     assert "first" in output and "Traceback" not in output
 
 

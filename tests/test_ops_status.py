@@ -69,4 +69,5 @@ async def test_status_without_schema_says_what_to_do(db_url: str) -> None:
     """On a database without the bridge schema, status exits 2 and says to install triggers."""
     result = await status(db_url)
     assert result.returncode == 2
-    assert "run `make install-triggers`" in result.stderr and "Traceback" not in result.stderr
+    assert "run `python -m bridge install-triggers TABLE...`" in result.stderr
+    assert "Traceback" not in result.stderr
