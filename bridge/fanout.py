@@ -7,16 +7,28 @@ check covers them all: a client whose write buffer passes
 resumes from its last position. Legacy clients owe at most one `updated`,
 sent through their token bucket (hub.Throttle) by timers kept here.
 
+The bound covers what websockets writes by itself too. It answers each PING
+with a PONG from inside data_received, with no flow control, so a client
+that sends PINGs and never reads could make the daemon queue without end;
+`BoundedConnection` stops reading from such a client once its buffer passes
+the bound and closes it. Every close here is bounded in time as well: a
+close frame waits behind unread bytes, so `close_within` aborts the socket
+when the closing handshake has not ended after CLOSE_TIMEOUT.
+
 This is the only module that touches websockets' internals: a
 connection's transport and write buffer, its protocol state and
-extensions, the Frame serializer, and the handshake's request and response
-kept on the connection. setup.cfg pins websockets below its next major
-version, and tests/test_fanout.py fails if any of these moves.
+extensions, its data_received callback, the Frame serializer, and the
+handshake's request and response kept on the connection. setup.cfg pins
+websockets below its next major version, and tests/test_fanout.py fails if
+any of these moves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import ClassVar
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.datastructures import Headers
@@ -27,6 +39,59 @@ from . import protocol
 from .hub import Batch
 from .metrics import Metrics
 from .session import V1, Session
+
+CLOSE_TIMEOUT = 2.0
+"""Seconds a closing handshake may take before the socket is cut (unread bytes delay it)."""
+
+
+async def close_within(ws: ServerConnection, code: int, reason: str,
+                       timeout: float = CLOSE_TIMEOUT) -> None:
+    """Close with `code`, or abort the socket if that takes longer than `timeout`.
+
+    websockets' close() first waits for room in the write buffer (drain), and
+    a client that does not read never makes room: without the timeout the
+    close would wait for the next keepalive, or forever with keepalive off.
+    """
+    try:
+        await asyncio.wait_for(ws.close(code, reason), timeout)
+    except (asyncio.TimeoutError, OSError):
+        if ws.transport is not None:
+            ws.transport.abort()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.wait_closed(), timeout)
+
+
+class BoundedConnection(ServerConnection):
+    """A ServerConnection that stops reading from a client that does not read its answers.
+
+    `serve(create_connection=bounded_connection(limit))` builds every
+    connection from a subclass with `max_buffer` set. `on_overflow` is the
+    session's too_slow once its handler runs; until then the connection
+    closes itself.
+    """
+
+    max_buffer: ClassVar[int] = 1 << 20
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.on_overflow: Callable[[], None] | None = None
+        self.overflowed = False
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        transport = self.transport
+        if not self.overflowed and transport.get_write_buffer_size() > self.max_buffer:
+            self.overflowed = True
+            transport.pause_reading()
+            if self.on_overflow is not None:
+                self.on_overflow()
+            else:
+                self.loop.create_task(close_within(self, 4008, "too slow"))
+
+
+def bounded_connection(max_buffer: int) -> type[ServerConnection]:
+    """The connection class for a server whose clients may queue at most `max_buffer` bytes."""
+    return type("BoundedConnection", (BoundedConnection,), {"max_buffer": max_buffer})
 
 
 class Link:
@@ -43,7 +108,7 @@ class Link:
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
-            self.closing = asyncio.create_task(self.ws.close(code, reason))
+            self.closing = asyncio.create_task(close_within(self.ws, code, reason))
 
 
 Client = Session[Link]

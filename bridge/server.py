@@ -22,10 +22,18 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from . import __version__
+from . import __version__, protocol
 from .auth import Verifier
 from .config import Config, require
-from .fanout import Client, Fanout, Link, forget_handshake
+from .fanout import (
+    CLOSE_TIMEOUT,
+    BoundedConnection,
+    Client,
+    Fanout,
+    Link,
+    bounded_connection,
+    forget_handshake,
+)
 from .http import HttpSide
 from .hub import Batch, Hub
 from .listener import APPLICATION_NAME, Listener
@@ -103,13 +111,14 @@ class Daemon:
             cfg.host,
             cfg.port,
             process_request=self.http.route,
+            create_connection=bounded_connection(cfg.max_client_buffer),
             max_size=cfg.max_frame_size,
             max_queue=16,
             compression="deflate" if cfg.compression else None,
             ping_interval=cfg.ping_interval or None,
             ping_timeout=cfg.ping_interval or None,
             open_timeout=cfg.handshake_timeout,
-            close_timeout=2,
+            close_timeout=CLOSE_TIMEOUT,
             ssl=self._ssl_context(),
             server_header="pg-notify-bridge",
             logger=_WEBSOCKETS_LOGGER,
@@ -159,7 +168,11 @@ class Daemon:
         """Stop accepting, close clients with 1001 so they resume elsewhere, drop the database."""
         self.http.draining = True
         if self._server is not None:
-            self._server.close(close_connections=True)
+            # Stop accepting (an opening handshake now gets 503), then close each
+            # client with 1001 within CLOSE_TIMEOUT, however full its buffer.
+            self._server.close(close_connections=False)
+            for client in list(self.clients):
+                client.peer.close(protocol.CLOSE_GOING_AWAY, "")
             try:
                 await asyncio.wait_for(self._server.wait_closed(), self.config.drain_seconds)
             except asyncio.TimeoutError:
@@ -201,6 +214,8 @@ class Daemon:
         link = Link(ws)
         client: Client = Session(link, LEGACY if path == "/" else V1, handshake.address,
                                  handshake.grant, self.rules)
+        if isinstance(ws, BoundedConnection):
+            ws.on_overflow = client.too_slow
         self.clients.add(client)
         self.http.opened(client.address)
         self.metrics.connections.labels(endpoint=client.endpoint).inc()
@@ -214,6 +229,8 @@ class Daemon:
         except ConnectionClosed:
             pass
         finally:
+            if isinstance(ws, BoundedConnection):
+                ws.on_overflow = None
             self.clients.discard(client)
             self.http.closed(client.address)
             self.metrics.connections.labels(endpoint=client.endpoint).dec()

@@ -89,7 +89,7 @@ async def test_slow_consumer_is_cut_off_and_resumes_without_loss(
     # The daemon stopped queueing for the stalled client at the limit and is closing it.
     closes = daemon.metrics.registry.get_sample_value("bridge_slow_consumer_closes_total")
     assert closes == 1
-    assert server_side.closing is not None
+    assert server_side.closing
     assert daemon.hub.subscribers("example_task") == 1  # the good client only
     transport = server_side.peer.ws.transport
     assert transport.get_write_buffer_size() <= LIMIT + 1024  # one frame and a close past it
