@@ -19,7 +19,6 @@ import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from websockets.asyncio.server import ServerConnection
@@ -46,6 +45,16 @@ LOG_STATS_EVERY = 5.0
 LOG_STATS_TIMEOUT = 3.0
 PLAIN_PATHS = ("/healthz", "/readyz", "/metrics")
 WEBSOCKET_PATHS = ("/", "/v1")
+
+
+def request_path(target: str) -> str:
+    """The path of a request target, compared exactly: only the query string is cut.
+
+    Not urlsplit(): it reads `//x/metrics` and `http://x/metrics` as a host
+    and the path `/metrics`, so a proxy that denies `location = /metrics`
+    would pass them on and the daemon would answer them as /metrics.
+    """
+    return target.partition("?")[0]
 
 
 @dataclass
@@ -80,7 +89,7 @@ class HttpSide:
 
     async def route(self, connection: ServerConnection, request: Request) -> Response | None:
         """The public port: plain endpoints, or the checks of a WebSocket handshake."""
-        path = urlsplit(request.path).path
+        path = request_path(request.path)
         if path in ("/healthz", "/readyz") or (path == "/metrics"
                                                and self.config.metrics_port is None):
             return await self._plain(connection, path)
@@ -90,7 +99,7 @@ class HttpSide:
 
     async def route_metrics(self, connection: ServerConnection, request: Request) -> Response:
         """The --metrics-port server: /metrics, /healthz and /readyz, nothing else."""
-        path = urlsplit(request.path).path
+        path = request_path(request.path)
         if path in PLAIN_PATHS:
             return await self._plain(connection, path)
         return connection.respond(404, "not found: this port serves /metrics, /healthz and"

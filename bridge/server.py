@@ -17,7 +17,6 @@ import logging
 import socket
 import ssl
 from types import TracebackType
-from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -34,7 +33,7 @@ from .fanout import (
     bounded_connection,
     forget_handshake,
 )
-from .http import HttpSide
+from .http import HttpSide, request_path
 from .hub import Batch, Hub
 from .listener import APPLICATION_NAME, Listener
 from .metrics import Metrics, subscription_counts
@@ -209,7 +208,7 @@ class Daemon:
         if handshake is None:  # pragma: no cover - the checks always record one
             await ws.close(1011, "internal error")
             return
-        path = urlsplit(ws.request.path).path if ws.request is not None else "/v1"
+        path = request_path(ws.request.path) if ws.request is not None else "/v1"
         forget_handshake(ws)
         link = Link(ws)
         client: Client = Session(link, LEGACY if path == "/" else V1, handshake.address,

@@ -78,3 +78,26 @@ async def test_nginx_proxies_health_and_hides_metrics(nginx: Nginx) -> None:
     assert (await asyncio.to_thread(get, base + "/readyz"))[0] == 200
     status, body = await asyncio.to_thread(get, base + "/metrics")
     assert status == 404 and "bridge_" not in body
+
+
+async def test_nginx_never_serves_metrics_under_another_spelling(watched_db: str) -> None:
+    """Behind deploy/nginx, a daemon that serves /metrics on its port leaks it under no spelling."""
+    daemon = BridgeProcess(watched_db).start()  # no --metrics-port: /metrics on its own port
+    proxy = Nginx([daemon.port])
+    try:
+        await daemon.ready()
+        assert proxy.check().returncode == 0
+        await proxy.start()
+        assert (await asyncio.to_thread(get, daemon.http + "/metrics"))[0] == 200
+        for target in ("/metrics", "//x/metrics", "http://x/metrics", "/metrics?a=b",
+                       "/./metrics", "/%6detrics", "//metrics", "/v1/../metrics"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            response = await asyncio.wait_for(reader.read(), 30)
+            writer.close()
+            assert response.startswith(b"HTTP/1.1 "), (target, response[:60])
+            assert b"bridge_" not in response, (target, response[:200])
+    finally:
+        proxy.stop()
+        daemon.stop()

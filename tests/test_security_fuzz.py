@@ -201,3 +201,66 @@ async def test_fuzzing_leaves_no_traceback_and_no_leftovers(
     await wait_for(lambda: len(daemon.clients) == 1, what="fuzz clients to be forgotten")
     assert daemon.hub.channel_counts() == {"example_task": 1}
     _no_tracebacks(caplog)
+
+
+# -- the HTTP layer: what reaches the daemon before any WebSocket ------------------------------
+
+PATHS = ["/healthz", "/readyz", "/metrics", "/v1", "/", "//x/metrics", "http://x/healthz",
+         "/nope", "*", "/v1?x=1", "/%00", "/" + "a" * 5000]
+METHODS = ["GET", "HEAD", "POST", "OPTIONS", "GE T", "get", ""]
+HEADER_LINES = ["Host: 127.0.0.1", "Host: evil.example", "Upgrade: websocket",
+                "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version: 13", "Origin: http://evil.example",
+                "Content-Length: 5", "Transfer-Encoding: chunked", "X: " + "y" * 9000,
+                "no colon here", "Cookie: bridge_token=abc"]
+http_requests = st.builds(
+    lambda method, path, version, headers, tail: (
+        f"{method} {path} {version}\r\n" + "".join(h + "\r\n" for h in headers) + "\r\n"
+    ).encode("latin-1") + tail,
+    st.sampled_from(METHODS), st.sampled_from(PATHS),
+    st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2", "FOO"]),
+    st.lists(st.sampled_from(HEADER_LINES), max_size=6),
+    st.one_of(st.just(b""), st.binary(max_size=300),
+              st.just(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+              st.just(b"\x81\x85" + b"\x00" * 9)),
+)
+
+
+async def _raw_exchange(port: int, data: bytes) -> bytes:
+    """Send raw bytes, half-close, and read what comes back until the daemon closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), scaled(15))
+    except (ConnectionError, asyncio.TimeoutError):
+        return b""
+    finally:
+        writer.close()
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(requests=st.lists(http_requests, min_size=1, max_size=3))
+async def test_random_http_requests_get_an_answer_or_a_quiet_close(
+    target: tuple[Daemon, Bystander], caplog: pytest.LogCaptureFixture, requests: list[bytes]
+) -> None:
+    """Random request lines, headers, pipelined requests and trailing bytes: no traceback."""
+    daemon, _ = target
+    answer = await _raw_exchange(daemon.port, b"".join(requests))
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:80]
+    _no_tracebacks(caplog)
+
+
+async def test_pipelined_plain_requests_log_no_traceback(
+    target: tuple[Daemon, Bystander], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plain GET followed by more bytes (pipelining, garbage), 40 times: never an ERROR."""
+    daemon, bystander = target
+    for i in range(40):
+        tail = b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" if i % 2 else b"\x00garbage"
+        answer = await _raw_exchange(
+            daemon.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + tail)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
+    await bystander.still_served()
+    _no_tracebacks(caplog)

@@ -269,3 +269,16 @@ async def test_oversized_header_is_refused(daemon: Daemon) -> None:
                                             f"Cookie: bridge_token={'x' * 20000}\r\n{UPGRADE}\r\n")
     assert not response.startswith(b"HTTP/1.1 101"), response[:60]
     assert not daemon.clients
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [("/metrics", 200), ("/metrics?x=1", 200), ("/healthz?probe", 200), ("//x/metrics", 404),
+     ("http://x/metrics", 404), ("//x/healthz", 404), ("/metrics/", 404), ("/x/../metrics", 404),
+     ("//x/v1", 404)],
+)
+async def test_paths_are_matched_exactly(daemon: Daemon, target: str, status: int) -> None:
+    """/metrics, /healthz, /readyz and the WebSocket paths answer to exactly that path."""
+    response = await _raw_http(daemon.port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert response.startswith(f"HTTP/1.1 {status} ".encode()), response[:60]
+    assert (b"bridge_frames_sent" in response) is (status == 200 and "metrics" in target)
