@@ -32,6 +32,7 @@ NOTIFY_CHANNEL = "pg_notify_bridge"
 WATCHED_PAYLOAD = "watched"
 PKS_CAP = 100
 SQL_DIR = Path(__file__).resolve().parent / "sql"
+SCHEMA = "bridge"  # sql/schema.sql's schema: the log, the ticks and the capture functions
 OPS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 MAX_TABLE_NAME = 300  # two 63-byte identifiers, quoted, with every quote doubled
 
@@ -66,8 +67,12 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         conn.execute(schema_sql())
 
 
-def resolve(conn: psycopg.Connection, table: str) -> Table:
+def resolve(conn: psycopg.Connection, table: str, *, to_watch: bool = True) -> Table:
     """Look `table` up in the catalog; raise InstallError when it cannot be watched.
+
+    A table of the bridge schema is refused first (`to_watch=False` skips that,
+    for uninstall(), which must still remove triggers an older version let
+    onto one): each write to it would log a row, whose stamp would log another.
 
     The name only ever travels as a bound parameter to to_regclass(), which
     parses it as PostgreSQL would (quotes, schema) and returns NULL for no such
@@ -91,6 +96,11 @@ def resolve(conn: psycopg.Connection, table: str) -> Table:
     schema, name, kind = row
     if kind not in ("r", "p"):
         raise InstallError(f"{table!r} is not a table: triggers can only watch ordinary tables")
+    if to_watch and schema == SCHEMA:
+        raise InstallError(
+            f"{schema}.{name} belongs to the bridge itself: watching it would log every log"
+            f" write in an endless loop; watch your application's tables instead"
+        )
     pk = primary_key(conn, table)
     if not pk:
         raise InstallError(
@@ -270,7 +280,7 @@ def uninstall(conn: psycopg.Connection, table: str) -> None:
     """Remove the capture triggers and functions of `table`; its past events stay in the log."""
     if not has_schema(conn):
         raise InstallError("the database has no bridge schema: nothing is installed")
-    info = resolve(conn, table)
+    info = resolve(conn, table, to_watch=False)
     with conn.transaction():
         row = conn.execute(
             "SELECT functions FROM bridge.watched WHERE tbl = %s", (info.qualified,)

@@ -90,6 +90,24 @@ def test_unknown_model_is_a_command_error(django_db: str) -> None:
         run("bridge_install_triggers", "auth.User")
 
 
+def test_a_model_whose_table_is_in_the_bridge_schema_is_refused(django_db: str) -> None:
+    """A watched model that resolves to a table of the bridge schema is a CommandError, dry or not.
+
+    The search_path puts a bridge.example_task in front of public's, as a
+    project's search_path setting could; the atomic block of django_db undoes both.
+    """
+    conn = raw_connection("default")
+    conn.execute("CREATE TABLE bridge.example_task (id bigint PRIMARY KEY, owner_id int)")
+    conn.execute("SET LOCAL search_path = bridge, public")
+    for extra in ((), ("--dry-run",)):
+        with pytest.raises(CommandError, match=r"^bridge\.example_task belongs to the bridge"
+                           r" itself: watching it would log every log write in an endless loop"):
+            run("bridge_install_triggers", "example.Task", *extra)
+    assert conn.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'bridge.example_task'::regclass"
+    ).fetchone() == (0,)
+
+
 def test_database_option_only_takes_known_aliases(django_db: str) -> None:
     """--database offers the configured aliases, like createcachetable."""
     with pytest.raises(CommandError, match="invalid choice: 'other'"):

@@ -208,3 +208,37 @@ def test_make_install_triggers(db_url: str) -> None:
     refused = subprocess.run(["make", "-s", "install-triggers", f"DATABASE_URL={db_url}"],
                              cwd=repo, text=True, capture_output=True, timeout=60)
     assert refused.returncode != 0 and "set TABLES" in refused.stderr
+
+
+@pytest.mark.parametrize("table", ["bridge.tick", "bridge.log", "bridge.meta", "bridge.watched",
+                                   '"bridge"."own_table"'])
+def test_tables_of_the_bridge_schema_are_refused(db_url: str, table: str) -> None:
+    """A table of the bridge schema is never watched: its writes would feed the log forever."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        install.install(conn, "t")  # creates the bridge schema
+        conn.execute("CREATE TABLE bridge.own_table (id int PRIMARY KEY)")
+        with pytest.raises(InstallError, match="belongs to the bridge itself: watching it would"):
+            install.install(conn, table)
+        with pytest.raises(InstallError, match="belongs to the bridge itself"):
+            install.plan(conn, table)
+        watched = conn.execute("SELECT tbl FROM bridge.watched").fetchall()
+        foreign = conn.execute(
+            "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'bridge' AND NOT t.tgisinternal").fetchone()
+    assert watched == [("public.t",)]
+    assert foreign == (0,)
+
+
+def test_cli_refuses_to_watch_the_bridge_schema(db_url: str) -> None:
+    """`python -m bridge install-triggers bridge.tick` exits 2 naming the loop, --dry-run too."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        install.install(conn, "t")
+    for extra in ((), ("--dry-run",)):
+        refused = _cli(db_url, "install-triggers", "bridge.tick", *extra)
+        assert refused.returncode == 2, refused.stdout
+        assert ("error: bridge.tick belongs to the bridge itself: watching it would log every"
+                " log write in an endless loop") in refused.stderr
+        assert "CREATE TRIGGER" not in refused.stdout
