@@ -166,6 +166,47 @@ def test_middleware_keeps_a_fresh_cookie_and_drops_it_on_logout(django_db: str) 
     assert gone.value == "" and gone["max-age"] == 0
 
 
+NEVER_CACHE = {"max-age=0", "no-cache", "no-store", "must-revalidate", "private"}
+
+
+def cache_control(response: HttpResponse) -> set[str]:
+    return {part.strip() for part in response.get("Cache-Control", "").split(",") if part.strip()}
+
+
+def test_a_page_that_embeds_a_token_is_never_cached(django_db: str) -> None:
+    """/live/ renders {% bridge_client %} with a token: no cache may keep it past a logout."""
+    client = Client()
+    client.force_login(make_user("cached"))
+    response = client.get("/live/")
+    assert response.status_code == 200 and b'"token": "' in response.content
+    assert cache_control(response) == NEVER_CACHE
+    assert response.has_header("Expires")
+
+
+def test_only_pages_with_a_token_lose_their_cacheability(django_db: str) -> None:
+    """The tag marks the request only when it embeds a token; the middleware acts only on the
+    mark, so anonymous tag pages and pages without the tag keep their own caching."""
+    from django.contrib.auth.models import AnonymousUser
+
+    from django_hooks.middleware import BridgeCookieMiddleware, is_token_page
+
+    def page(source: str) -> Any:
+        def view(request: Any) -> HttpResponse:
+            response = HttpResponse(Template(source).render(Context({"request": request})))
+            response["Cache-Control"] = "max-age=60"
+            return response
+        return view
+
+    tag = '{% load bridge %}{% bridge_client "example_task" %}'
+    for user, source, marked in ((make_user("marked"), tag, True), (AnonymousUser(), tag, False),
+                                 (make_user("plain"), "no tag here", False)):
+        request = RequestFactory().get("/")
+        request.user = user
+        response = BridgeCookieMiddleware(page(source))(request)
+        assert is_token_page(request) is marked
+        assert cache_control(response) == (NEVER_CACHE if marked else {"max-age=60"})
+
+
 def test_token_view_hands_out_a_fresh_token(django_db: str) -> None:
     """GET /bridge/token returns a token for the session's user, narrowed by the hook."""
     user = make_user("refresher")

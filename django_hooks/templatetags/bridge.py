@@ -4,7 +4,9 @@ The tag asks the BRIDGE['CHANNELS_FOR_USER'] hook which of the named
 channels `request.user` may read, mints a token for exactly those, and
 renders them as JSON next to the script; bridge.js then connects on its own
 and exposes the client as ``PgBridge.client``. Needs ``request`` in the
-context (the ``django.template.context_processors.request`` processor).
+context (the ``django.template.context_processors.request`` processor). A
+page with a token must not be cached: the tag marks the request, and
+BridgeCookieMiddleware adds the never-cache headers (middleware.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from bridge import channels as channel_names
 
 from .. import conf, tokens
 from ..context_processors import is_secure
+from ..middleware import mark_token_page
 
 register = template.Library()
 
@@ -54,8 +57,12 @@ def client_config(request: Any, requested: list[str]) -> dict[str, Any]:
 
 @register.simple_tag(takes_context=True)
 def bridge_client(context: template.Context, *channels: str) -> SafeString:
-    """Render the config JSON and the bridge.js script tag for the named channels."""
-    config = client_config(context.get("request"), list(channels))
+    """Render the config JSON and the bridge.js script tag for the named channels; a page
+    that embeds a token is marked so that the middleware forbids caching it."""
+    request = context.get("request")
+    config = client_config(request, list(channels))
+    if config["token"] is not None:
+        mark_token_page(request)
     return format_html(
         '{}\n<script src="{}" data-config="{}"></script>',
         json_script(config, CONFIG_ID),
