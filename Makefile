@@ -51,10 +51,10 @@ install-triggers: $(STAMP) ## install triggers: make install-triggers DATABASE_U
 bench: $(BENCH_STAMP) ## run the benchmarks (BENCH_ARGS=--quick: under 2 minutes; full: under 20)
 	$(PY) -m bench $(BENCH_ARGS)
 
-clean: ## remove caches and build output (keeps .venv and the demo's .pgdata)
+clean: ## remove caches and build output (keeps .venv, the demo's .pgdata and its key)
 	rm -rf .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
-distclean: clean ## also stop the demo's PostgreSQL and remove .venv and .pgdata
+distclean: clean ## also stop the demo's PostgreSQL and remove .venv, .pgdata and the demo's key
 	@if [ -x $(PY) ] && [ -d .pgdata ]; then $(PY) -m example.devdb stop .pgdata; fi
-	rm -rf $(VENV) .pgdata
+	rm -rf $(VENV) .pgdata .demo_secret_key

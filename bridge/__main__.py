@@ -18,8 +18,8 @@ from . import config as configuration
 from .errors import BridgeError
 
 COMMANDS = ("serve", "install-triggers", "uninstall-triggers", "token", "status")
-_COMMON = ("database_url", "secret_key", "secret_key_fallbacks", "django_settings", "log_level",
-           "log_format")
+_COMMON = ("database_url", "secret_key", "secret_key_file", "secret_key_fallbacks",
+           "django_settings", "log_level", "log_format")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = configuration.resolve(args)
         setup_logging(config.log_level, config.log_format)
+        _warn(config, on_command_line=argv is None and args.secret_key is not None)
         return _run(args, config)
     except BridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -103,6 +104,16 @@ def _run(args: argparse.Namespace, config: configuration.Config) -> int:
     if args.command == "uninstall-triggers":
         return commands.uninstall_triggers(config, args.tables)
     return commands.status(config, args.metrics_url)
+
+
+def _warn(config: configuration.Config, on_command_line: bool) -> None:
+    """Log what resolve() found dubious, and a key given on this process's command line."""
+    log = logging.getLogger("bridge")
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    if on_command_line:
+        log.warning("the secret key is on the command line, where /proc/<pid>/cmdline shows it to"
+                    " every local user: set BRIDGE_SECRET_KEY or use --secret-key-file instead")
 
 
 class JsonFormatter(logging.Formatter):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import importlib
 import ipaddress
 import os
@@ -96,7 +97,7 @@ class Option:
     parse: Callable[[Any], Any] = str
     env: str | None = None
     is_list: bool = False
-    flag_only: bool = False
+    flag_only: bool = False  # a flag and a variable, never read from Django's BRIDGE dict
     metavar: str | None = None
 
     @property
@@ -114,8 +115,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("host", "127.0.0.1", "address to listen on; anything beyond loopback is explicit",
            metavar="ADDR"),
     Option("port", 8765, "WebSocket and HTTP port (0 picks a free one)", parse_int),
-    Option("secret_key", None, "Django SECRET_KEY that signs tokens", env="BRIDGE_SECRET_KEY",
-           metavar="KEY"),
+    Option("secret_key", None, "Django SECRET_KEY that signs tokens (at least 32 characters;"
+           " prefer the variable or --secret-key-file: a command line is visible to every local"
+           " user)", env="BRIDGE_SECRET_KEY", metavar="KEY"),
+    Option("secret_key_file", None, "read the secret key from this file (its trailing newline"
+           " dropped) instead of --secret-key", flag_only=True, metavar="FILE"),
     Option("secret_key_fallbacks", (), "old keys still accepted during a key rotation",
            parse_list, is_list=True, metavar="KEY"),
     Option("django_settings", None, "read SECRET_KEY, SECRET_KEY_FALLBACKS and the BRIDGE dict"
@@ -182,6 +186,7 @@ class Config:
     port: int = 8765
     secret_key: str | None = field(default=None, repr=False)
     secret_key_fallbacks: tuple[str, ...] = field(default=(), repr=False)
+    secret_key_file: str | None = None
     django_settings: str | None = None
     token_max_age: float = 3600.0
     allowed_origins: tuple[str, ...] = ()
@@ -208,6 +213,9 @@ class Config:
     tls_key: str | None = None
     replay_limit: int = 10000
     memory_events: int = 10000
+    # What resolve() found dubious but not fatal (a weak key, an unknown BRIDGE key);
+    # `python -m bridge` logs each once at start.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -243,9 +251,13 @@ def resolve(args: argparse.Namespace | Mapping[str, Any] | None = None,
             raw[option.name] = (option.name, "flag " + option.flag, flags[option.name])
         elif environ.get(option.env_var) not in (None, ""):
             raw[option.name] = (option.name, option.env_var, environ[option.env_var])
+    warnings: list[str] = []
+    if "secret_key_file" in raw:
+        raw["secret_key"] = _key_from_file(raw, warnings)
     settings_module = _value(raw, "django_settings")
-    django_values = _from_django(settings_module) if settings_module else {}
+    django_values = _from_django(settings_module, warnings) if settings_module else {}
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for option in OPTIONS:
         if option.name in raw:
             _, source, value = raw[option.name]
@@ -254,13 +266,83 @@ def resolve(args: argparse.Namespace | Mapping[str, Any] | None = None,
         else:
             values[option.name] = option.default
             continue
+        sources[option.name] = source
         try:
             values[option.name] = _within_bounds(option.name, option.parse(value))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{source}: {exc}") from exc
-    config = Config(**values)
+    if values["secret_key"]:
+        warnings += check_secret_key(values["secret_key"], sources["secret_key"])
+    for number, key in enumerate(values["secret_key_fallbacks"], 1):
+        warnings += check_secret_key(key, f"{sources['secret_key_fallbacks']} (key {number})")
+    config = Config(**values, warnings=tuple(warnings))
     _check(config)
     return config
+
+
+# Secret keys -------------------------------------------------------------------
+
+MIN_KEY_LENGTH = 32
+"""Shorter keys are refused: a token is only as hard to forge as its key is to guess."""
+STRONG_KEY_LENGTH = 50
+STRONG_KEY_UNIQUE = 5
+INSECURE_PREFIX = "django-insecure-"
+"""Django's own thresholds (security.W009): below them a key is weak, and warned about."""
+PUBLIC_KEYS = frozenset({
+    # The example project's default key until issue 13: published, so anyone can sign with it.
+    "demo-only-insecure-key-pg-notify-bridge-do-not-deploy",
+})
+NEW_KEY_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+
+
+def check_secret_key(key: str, where: str) -> list[str]:
+    """Raise ConfigError for a key anyone could sign with; return warnings for a weak one.
+
+    `where` names the setting the key came from (`flag --secret-key`,
+    `BRIDGE_SECRET_KEY`, `SECRET_KEY`...), so the message says what to change.
+    The Django system check calls this too: both sides apply one rule.
+    """
+    fix = f"generate a key with {NEW_KEY_COMMAND} and put it in {where}"
+    if key in PUBLIC_KEYS:
+        raise ConfigError(f"{where} is a key published in the pg-notify-bridge repository:"
+                          f" anyone can forge tokens with it; {fix}")
+    if len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(f"{where} is {len(key)} characters long, too short to keep tokens from"
+                          f" being forged: use at least {MIN_KEY_LENGTH}; {fix}")
+    weak = []
+    if len(key) < STRONG_KEY_LENGTH:
+        weak.append(f"{len(key)} characters, fewer than {STRONG_KEY_LENGTH}")
+    if len(set(key)) < STRONG_KEY_UNIQUE:
+        weak.append(f"{len(set(key))} different characters, fewer than {STRONG_KEY_UNIQUE}")
+    if key.startswith(INSECURE_PREFIX):
+        weak.append(f"the {INSECURE_PREFIX!r} prefix of a development key")
+    if not weak:
+        return []
+    return [f"{where} is weak ({'; '.join(weak)}), as Django's check security.W009 also says;"
+            f" {fix}"]
+
+
+def _key_from_file(raw: dict[str, Any], warnings: list[str]) -> tuple[str, str, str]:
+    """The key of --secret-key-file, as a raw entry naming the file as its source."""
+    _, source, path = raw["secret_key_file"]
+    if "secret_key" in raw:
+        raise ConfigError(f"{source} and {raw['secret_key'][1]} both give the secret key:"
+                          " keep only one")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            key = handle.read().rstrip("\r\n")
+            mode = os.fstat(handle.fileno()).st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{source}: cannot read {path}: {reason}; create it with"
+                          f" (umask 077; {NEW_KEY_COMMAND} > {path})") from exc
+    where = f"the key file {path} ({source})"
+    if not key:
+        raise ConfigError(f"{where} is empty; fill it with (umask 077; {NEW_KEY_COMMAND} >"
+                          f" {path})")
+    if mode & 0o004:
+        warnings.append(f"{where} is readable by every local user: chmod o-r {path}")
+    return ("secret_key", where, key)
 
 
 _INF = float("inf")
@@ -294,7 +376,7 @@ def _value(raw: dict[str, Any], name: str) -> Any:
     return raw[name][2] if name in raw else None
 
 
-def _from_django(module_name: str) -> dict[str, tuple[str, Any]]:
+def _from_django(module_name: str, warnings: list[str]) -> dict[str, tuple[str, Any]]:
     """SECRET_KEY, SECRET_KEY_FALLBACKS and the BRIDGE dict of a Django settings module.
 
     The module is imported as a plain module: the daemon does not set Django up,
@@ -309,9 +391,13 @@ def _from_django(module_name: str) -> dict[str, tuple[str, Any]]:
     where = f"Django settings {module_name}"
     values: dict[str, tuple[str, Any]] = {}
     bridge = getattr(module, "BRIDGE", {}) or {}
+    errors, doubts = check_bridge_setting(bridge)
+    if errors:
+        raise ConfigError(f"{where}: {errors[0].message}: {errors[0].hint}")
+    warnings += [f"{where}: {doubt.message}: {doubt.hint}" for doubt in doubts]
     for key, value in bridge.items():
         name = str(key).lower()
-        if name in _BY_NAME and value is not None:
+        if name in _BY_NAME and not _BY_NAME[name].flag_only and value is not None:
             values[name] = (f"{where} BRIDGE[{key!r}]", value)
     if getattr(module, "SECRET_KEY", None):
         values.setdefault("secret_key", (f"{where} SECRET_KEY", module.SECRET_KEY))
@@ -323,6 +409,88 @@ def _from_django(module_name: str) -> dict[str, tuple[str, Any]]:
         if url:
             values["database_url"] = (f"{where} DATABASES['default']", url)
     return values
+
+
+# Django's BRIDGE dict -------------------------------------------------------------
+
+DJANGO_KEYS = ("MODELS", "PORT", "PUBLIC_PORT", "URL", "SECURE", "TOKEN_MAX_AGE",
+               "CHANNELS_FOR_USER", "COOKIE", "COOKIE_CHANNELS", "SECRET_KEY",
+               "INSTALL_ON_MIGRATE", "METRICS_URLS")
+"""The keys django_hooks reads (django_hooks/conf.py DEFAULTS; a test keeps them equal)."""
+MODEL_KEYS = ("channel", "channel_column")
+"""What one BRIDGE['MODELS'] entry may set."""
+
+
+@dataclass(frozen=True)
+class SettingProblem:
+    """Something wrong in the BRIDGE dict: what, and how to fix it."""
+
+    message: str
+    hint: str
+
+
+def bridge_keys() -> tuple[str, ...]:
+    """Every key the BRIDGE dict may hold: the Django side's and the daemon's options."""
+    daemon = (o.name.upper() for o in OPTIONS if not o.flag_only)
+    return tuple(sorted({*DJANGO_KEYS, *daemon}))
+
+
+def check_bridge_setting(bridge: Any) -> tuple[list[SettingProblem], list[SettingProblem]]:
+    """The errors and the warnings of a Django BRIDGE dict.
+
+    An unknown key inside a MODELS entry is an error, not a warning: a misspelt
+    `channel_column` leaves the entry without one, and the default grant hook
+    then gives every user the whole table. An unknown top-level key only
+    configures nothing, so it is a warning naming the closest valid key.
+    """
+    if not isinstance(bridge, Mapping):
+        return [SettingProblem(f"BRIDGE is {type(bridge).__name__}, not a dict",
+                               "make BRIDGE a dict, as docs/django.md shows")], []
+    errors = _model_problems(bridge.get("MODELS", {}))
+    warnings = []
+    valid = bridge_keys()
+    for key in bridge:
+        if key not in valid:
+            warnings.append(SettingProblem(f"BRIDGE has an unknown key {key!r}, which nothing"
+                                           " reads", _closest(str(key), valid)))
+    return errors, warnings
+
+
+def _model_problems(models: Any) -> list[SettingProblem]:
+    shape = ("BRIDGE['MODELS'] maps 'app_label.Model' to a dict of"
+             f" {' and '.join(repr(k) for k in MODEL_KEYS)} (or is a list of labels)")
+    if models is None:
+        return []
+    if isinstance(models, (str, bytes)) or not isinstance(models, (Mapping, list, tuple)):
+        return [SettingProblem(f"BRIDGE['MODELS'] is {models!r}, not a dict or a list", shape)]
+    if not isinstance(models, Mapping):
+        return [SettingProblem(f"BRIDGE['MODELS'] lists {label!r}, not an 'app_label.Model'"
+                               " string", shape)
+                for label in models if not isinstance(label, str)]
+    problems = []
+    for label, options in models.items():
+        entry = f"BRIDGE['MODELS'][{label!r}]"
+        if options is None:
+            continue
+        if not isinstance(options, Mapping):
+            problems.append(SettingProblem(f"{entry} is {options!r}, not a dict", shape))
+            continue
+        for key in options:
+            if key not in MODEL_KEYS:
+                problems.append(SettingProblem(
+                    f"{entry} has an unknown key {key!r}",
+                    _closest(str(key), MODEL_KEYS) + "; an entry without its channel_column"
+                    " would grant every user the whole table"))
+    return problems
+
+
+def _closest(key: str, valid: Sequence[str]) -> str:
+    """`did you mean 'X'?` for the valid name nearest to `key` (any case), else the list."""
+    by_fold = {name.casefold(): name for name in valid}
+    match = difflib.get_close_matches(key.casefold(), list(by_fold), n=1, cutoff=0.6)
+    if match:
+        return f"did you mean {by_fold[match[0]]!r}?"
+    return "the valid keys are " + ", ".join(repr(name) for name in valid)
 
 
 # DATABASES OPTIONS that Django's backend consumes itself; the rest are libpq's (sslmode...).

@@ -9,6 +9,14 @@ IDs:
     W001  a watched model's table has no triggers
     W002  a watched model's triggers are stale (key, channel or channel column changed,
           or the table was recreated without them)
+    E010  a BRIDGE['MODELS'] entry has an unknown key (a misspelt channel_column would
+          grant every user the whole table), or BRIDGE or MODELS has the wrong shape
+    E011  the signing key (or a fallback) is shorter than 32 characters, or published
+    W010  the signing key (or a fallback) is below Django's security.W009 threshold
+    W011  BRIDGE has a key nothing reads (the closest valid one is named)
+
+E010, E011, W010 and W011 apply bridge.config's rules, which the daemon
+applies to the same settings (`--django-settings`): both sides refuse alike.
 
 The database checks (E003, W001, W002) run against the databases Django
 passes (``check --database``, migrate, the test runner), or else the default
@@ -21,10 +29,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from bridge import channels as channel_names
+from bridge import config as bridge_config
+from bridge.errors import ConfigError
 
 from . import conf, triggers, watch
 
@@ -33,6 +45,8 @@ def register() -> None:
     checks.register(check_settings, "django_hooks")
     checks.register(check_models, "django_hooks")
     checks.register(check_triggers, "django_hooks")
+    checks.register(check_bridge_keys, "django_hooks")
+    checks.register(check_key_strength, "django_hooks")
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -59,10 +73,39 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return errors
 
 
+def check_bridge_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E010 and W011: every key of BRIDGE and of its MODELS entries means something."""
+    errors, warnings = bridge_config.check_bridge_setting(getattr(settings, "BRIDGE", None) or {})
+    return [checks.Error(p.message, hint=p.hint, id="django_hooks.E010") for p in errors] + [
+        checks.Warning(p.message, hint=p.hint, id="django_hooks.W011") for p in warnings
+    ]
+
+
+def check_key_strength(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E011 and W010: the signing key and its fallbacks pass the daemon's own key rule."""
+    where = "BRIDGE['SECRET_KEY']" if conf.get("SECRET_KEY") else "SECRET_KEY"
+    keys = [(where, conf.secret_key())] if conf.secret_key() else []  # E001 covers none
+    keys += [(f"SECRET_KEY_FALLBACKS[{n}]", key) for n, key in enumerate(conf.fallback_keys())]
+    messages: list[checks.CheckMessage] = []
+    for name, key in keys:
+        try:
+            weak = bridge_config.check_secret_key(str(key), name)
+        except ConfigError as exc:
+            messages.append(checks.Error(str(exc), hint="the bridge daemon refuses this key too",
+                                         id="django_hooks.E011"))
+            continue
+        messages += [checks.Warning(text, id="django_hooks.W010") for text in weak]
+    return messages
+
+
 def check_models(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """E002 and E004: every BRIDGE['MODELS'] entry resolves to a model and a valid channel."""
     errors: list[checks.CheckMessage] = []
-    for entry in conf.watched():
+    try:
+        entries = conf.watched()
+    except ImproperlyConfigured:
+        return []  # check_bridge_keys reports it (E010)
+    for entry in entries:
         try:
             target = watch.resolve(entry)
         except watch.WatchError as exc:
@@ -106,7 +149,11 @@ def check_triggers(
 
 
 def _targets() -> Iterable[watch.Target]:
-    for entry in conf.watched():
+    try:
+        entries = conf.watched()
+    except ImproperlyConfigured:
+        return  # check_bridge_keys reports it (E010)
+    for entry in entries:
         try:
             yield watch.resolve(entry)
         except watch.WatchError:

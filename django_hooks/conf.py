@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from bridge.config import parse_duration
+from bridge.config import check_bridge_setting, parse_duration
 
 DEFAULTS: dict[str, Any] = {
     # "app_label.Model": {"channel": None, "channel_column": None}, or a list of labels.
@@ -84,8 +84,16 @@ def public_port() -> int:
 
 
 def watched() -> list[Watched]:
-    """The BRIDGE['MODELS'] entries, as given (checks.py validates them)."""
-    models = get("MODELS")
+    """The BRIDGE['MODELS'] entries, as given (checks.py validates the models they name).
+
+    An entry with an unknown key raises ImproperlyConfigured rather than being read
+    without it: a misspelt channel_column would otherwise grant every user the
+    whole table. `manage.py check` reports the same as django_hooks.E010.
+    """
+    errors, _ = check_bridge_setting({"MODELS": get("MODELS")})
+    if errors:
+        raise ImproperlyConfigured(f"{errors[0].message}: {errors[0].hint}")
+    models = get("MODELS") or {}
     if isinstance(models, Mapping):
         return [Watched(label, **_options(opts)) for label, opts in models.items()]
     return [Watched(label) for label in models]

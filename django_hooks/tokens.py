@@ -15,10 +15,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from bridge import channels as channel_names
 from bridge.auth import COOKIE, Grant, TokenError, Verifier
+from bridge.config import check_secret_key
+from bridge.errors import ConfigError
 
 from . import conf, watch
 
@@ -72,14 +75,26 @@ def user_key(user: Any) -> str | None:
 
 
 def verifier(max_age: float | None = None) -> Verifier:
-    """The daemon's Verifier with this project's keys and BRIDGE['TOKEN_MAX_AGE']."""
-    return Verifier(conf.secret_key(), conf.fallback_keys(),
+    """The daemon's Verifier with this project's keys and BRIDGE['TOKEN_MAX_AGE'];
+    ImproperlyConfigured for a key the daemon would refuse (signing_key)."""
+    return Verifier(signing_key(), conf.fallback_keys(),
                     conf.token_max_age() if max_age is None else max_age)
 
 
 def mint(user_id: str | None, channels: Iterable[str], *, ttl: float | None = None) -> str:
     """A token for `user_id` granting `channels`; `ttl` seconds shortens it below max age."""
     return verifier().make(user_id, channels, ttl)
+
+
+def signing_key() -> str:
+    """The key to sign and check with, if the daemon would accept it (bridge.config's rule);
+    else ImproperlyConfigured, so no token is ever signed with a short or published key."""
+    key = conf.secret_key()
+    try:
+        check_secret_key(key, "BRIDGE['SECRET_KEY']" if conf.get("SECRET_KEY") else "SECRET_KEY")
+    except ConfigError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+    return key
 
 
 def for_user(user: Any, requested: Iterable[str]) -> tuple[str | None, list[str]]:

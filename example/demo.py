@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from example import devdb
+from example import devdb, secretkey
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DB = "example"
@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         url, started_pg = _database(args.datadir)
+        _say(_key_source())
         env = _environment(url, args.bridge_port)
         _say("migrating the example project")
         _manage(env, "migrate", "--noinput", "-v0")
@@ -132,6 +133,17 @@ def _database(datadir: Path) -> tuple[str, Path | None]:
                             (DEMO_DB,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DB)))
     return devdb.with_dbname(maintenance, DEMO_DB), (None if was_running else datadir)
+
+
+def _key_source() -> str:
+    """Make this checkout's key if needed (example.settings reads it); say where it is."""
+    for name in ("DJANGO_SECRET_KEY", "BRIDGE_SECRET_KEY"):
+        if os.environ.get(name):
+            return f"signing tokens with the key in {name}"
+    where = secretkey.path()
+    made = not where.exists()
+    secretkey.ensure(where)
+    return f"signing tokens with {'a new random key, kept in' if made else 'the key in'} {where}"
 
 
 def _environment(url: str, bridge_port: int) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Settings of the demo project: DATABASE_URL for the database, env vars for the key.
+"""Settings of the demo project: DATABASE_URL for the database; the key from the environment
+or this checkout's generated .demo_secret_key (example/secretkey.py).
 
 Importable without Django being set up: the bridge daemon reads SECRET_KEY and
 BRIDGE from this module (``python -m bridge --django-settings example.settings``).
@@ -12,14 +13,16 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
+from example import secretkey
+
 BASE_DIR = Path(__file__).resolve().parent
 
-# DEMO ONLY: this default key is public. Set DJANGO_SECRET_KEY (or
-# BRIDGE_SECRET_KEY, which the daemon reads too) anywhere that is not a laptop demo.
+# No key ships with the example (a published key lets anyone forge tokens): the
+# environment's, else this checkout's own random key in .demo_secret_key (secretkey.py).
 SECRET_KEY = (
     os.environ.get("DJANGO_SECRET_KEY")
     or os.environ.get("BRIDGE_SECRET_KEY")
-    or "demo-only-insecure-key-pg-notify-bridge-do-not-deploy"
+    or secretkey.ensure()
 )
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+
 import pytest
 
 from tests.timing import TIMEOUT_FACTOR
+
+# No key in the repository signs anything, tests' keys included: one random key per run,
+# inherited by every child process (Django, daemons) through the environment.
+os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
 
 pytest_plugins = ["tests.fix_db", "tests.fix_bridge", "tests.fix_django"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ from bridge.config import Config
 from bridge.server import Daemon
 from tests.timing import scaled, wait_for
 
-SECRET = "test-secret-key-of-sufficient-length-0123456789"
+SECRET = secrets.token_urlsafe(50)  # per run: no key in the repository signs anything
 TABLE_DDL = (
     "CREATE TABLE example_task (id serial PRIMARY KEY, title text NOT NULL DEFAULT '',"
     " done boolean NOT NULL DEFAULT false, owner_id integer)"

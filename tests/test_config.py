@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +16,11 @@ import pytest
 from bridge import config as cfg
 from bridge.__main__ import build_parser
 from bridge.config import Config, ConfigError, resolve
+
+
+def _key(name: str) -> str:
+    """A key long and varied enough for the daemon's key rule, recognisable by `name`."""
+    return f"{name}-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMN"
 
 
 def _flags(*argv: str) -> argparse.Namespace:
@@ -66,7 +73,7 @@ def test_flag_beats_variable_beats_django_beats_default(
     settings_module: Callable[[str], str]
 ) -> None:
     """The same option from four places: the first present in that order wins."""
-    module = settings_module("SECRET_KEY = 'from-django'\n"
+    module = settings_module(f"SECRET_KEY = {_key('from-django')!r}\n"
                              "BRIDGE = {'TOKEN_MAX_AGE': '30m', 'PORT': 9000,"
                              " 'LEGACY_WINDOW': 3}\n")
     env = {"BRIDGE_TOKEN_MAX_AGE": "10m", "BRIDGE_PORT": "9001"}
@@ -75,7 +82,7 @@ def test_flag_beats_variable_beats_django_beats_default(
     assert config.port == 9001  # variable over Django
     assert config.legacy_window == 3.0  # Django over default
     assert config.retention == 86400.0  # default
-    assert config.secret_key == "from-django"
+    assert config.secret_key == _key("from-django")
     assert resolve(_flags("--django-settings", module), {}).token_max_age == 1800.0
 
 
@@ -83,30 +90,31 @@ def test_django_settings_module_from_the_environment(
     settings_module: Callable[[str], str]
 ) -> None:
     """BRIDGE_DJANGO_SETTINGS works like the flag; BRIDGE_SECRET_KEY beats its SECRET_KEY."""
-    module = settings_module("SECRET_KEY = 'from-django'\n"
-                             "SECRET_KEY_FALLBACKS = ['old-1', 'old-2']\n")
+    module = settings_module(f"SECRET_KEY = {_key('from-django')!r}\n"
+                             f"SECRET_KEY_FALLBACKS = [{_key('old-1')!r}, {_key('old-2')!r}]\n")
     config = resolve(_flags(), {"BRIDGE_DJANGO_SETTINGS": module})
-    assert config.secret_key == "from-django"
-    assert config.secret_key_fallbacks == ("old-1", "old-2")
-    env = {"BRIDGE_DJANGO_SETTINGS": module, "BRIDGE_SECRET_KEY": "from-env"}
-    assert resolve(_flags(), env).secret_key == "from-env"
-    assert resolve(_flags("--secret-key", "from-flag"), env).secret_key == "from-flag"
+    assert config.secret_key == _key("from-django")
+    assert config.secret_key_fallbacks == (_key("old-1"), _key("old-2"))
+    env = {"BRIDGE_DJANGO_SETTINGS": module, "BRIDGE_SECRET_KEY": _key("from-env")}
+    assert resolve(_flags(), env).secret_key == _key("from-env")
+    assert resolve(_flags("--secret-key", _key("flag")), env).secret_key == _key("flag")
 
 
 def test_bridge_dict_secret_key_beats_settings_secret_key(
     settings_module: Callable[[str], str]
 ) -> None:
     """BRIDGE['SECRET_KEY'] signs on the Django side, so the daemon reads it first too."""
-    module = settings_module("SECRET_KEY = 'site'\nBRIDGE = {'SECRET_KEY': 'bridge-only'}\n")
-    assert resolve(_flags("--django-settings", module), {}).secret_key == "bridge-only"
+    module = settings_module(f"SECRET_KEY = {_key('site')!r}\n"
+                             f"BRIDGE = {{'SECRET_KEY': {_key('bridge-only')!r}}}\n")
+    assert resolve(_flags("--django-settings", module), {}).secret_key == _key("bridge-only")
 
 
 def test_none_in_bridge_dict_means_unset(settings_module: Callable[[str], str]) -> None:
     """BRIDGE = {'SECRET_KEY': None, 'PORT': None} leaves SECRET_KEY and the default port."""
-    module = settings_module("SECRET_KEY = 'site'\n"
+    module = settings_module(f"SECRET_KEY = {_key('site')!r}\n"
                              "BRIDGE = {'SECRET_KEY': None, 'PORT': None, 'URL': None}\n")
     config = resolve(_flags("--django-settings", module), {})
-    assert config.secret_key == "site"  # not the string "None"
+    assert config.secret_key == _key("site")  # not the string "None"
     assert config.port == 8765
 
 
@@ -164,10 +172,10 @@ def test_list_flags_take_commas_and_repeats() -> None:
                             "--allow-anonymous", "alerts"), {})
     assert config.allow_anonymous == ("news", "example_task", "alerts")
     env = {"BRIDGE_ALLOWED_ORIGINS": "https://a.example, https://b.example,,",
-           "BRIDGE_SECRET_KEY_FALLBACKS": "old1,old2"}
+           "BRIDGE_SECRET_KEY_FALLBACKS": f"{_key('old1')},{_key('old2')}"}
     config = resolve(_flags(), env)
     assert config.allowed_origins == ("https://a.example", "https://b.example")
-    assert config.secret_key_fallbacks == ("old1", "old2")
+    assert config.secret_key_fallbacks == (_key("old1"), _key("old2"))
 
 
 def test_list_flag_beats_list_variable() -> None:
@@ -275,9 +283,9 @@ def test_invalid_anonymous_channel_is_refused() -> None:
 
 def test_secrets_stay_out_of_repr() -> None:
     """Printing or logging the Config never shows the secret key or its fallbacks."""
-    config = resolve(_flags("--secret-key", "s3cr3t-key", "--secret-key-fallbacks", "0ld-key"),
-                     {})
-    assert "s3cr3t-key" not in repr(config) and "0ld-key" not in repr(config)
+    config = resolve(_flags("--secret-key", _key("s3cr3t"), "--secret-key-fallbacks",
+                            _key("0ld")), {})
+    assert "s3cr3t" not in repr(config) and "0ld" not in repr(config)
 
 
 def test_every_option_has_a_flag_and_a_variable_in_help(
@@ -321,3 +329,172 @@ def test_django_database_options_reach_the_daemon() -> None:
     assert conninfo_to_dict(url) == {"dbname": "app", "user": "u", "host": "db.example",
                                      "sslmode": "verify-full", "sslrootcert": "/etc/ca.pem"}
     assert django_database_url({"ENGINE": "django.db.backends.sqlite3"}) is None
+
+
+# -- secret keys (issue 13 item 6) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "environ", "where"), [
+    (("--secret-key", "x"), {}, "flag --secret-key is 1 characters long"),
+    ((), {"BRIDGE_SECRET_KEY": "k" * 31}, "BRIDGE_SECRET_KEY is 31 characters long"),
+])
+def test_a_short_secret_key_is_refused(args: tuple[str, ...], environ: dict[str, str],
+                                       where: str) -> None:
+    """A key under 32 characters is a ConfigError naming its setting and how to make a key."""
+    message = _error(_flags(*args), environ)
+    assert message.startswith(where + ", too short to keep tokens from being forged: use at"
+                              " least 32; generate a key with python3 -c 'import secrets;"
+                              " print(secrets.token_urlsafe(50))'")
+
+
+def test_the_published_example_key_is_refused(settings_module: Callable[[str], str]) -> None:
+    """The example project's old in-repository key is refused wherever it comes from."""
+    public = "demo-only-insecure-key-pg-notify-bridge-do-not-deploy"
+    module = settings_module(f"SECRET_KEY = {public!r}\n")
+    message = _error(_flags("--django-settings", module))
+    assert message.startswith(f"Django settings {module} SECRET_KEY is a key published in the"
+                              " pg-notify-bridge repository: anyone can forge tokens with it")
+    assert "published" in _error(_flags("--secret-key", public))
+
+
+@pytest.mark.parametrize(("key", "weakness"), [
+    ("k0123456789abcdefghijklmnopqrstuvwxyz", "37 characters, fewer than 50"),
+    ("abab" * 13, "2 different characters, fewer than 5"),
+    ("django-insecure-" + "0123456789abcdefghijklmnopqrstuvwxyz",
+     "the 'django-insecure-' prefix of a development key"),
+])
+def test_a_weak_secret_key_is_a_warning(key: str, weakness: str) -> None:
+    """Keys of 32 characters or more that Django's W009 calls weak start, with a warning."""
+    config = resolve(_flags(), {"BRIDGE_SECRET_KEY": key})
+    assert config.secret_key == key
+    assert len(config.warnings) == 1
+    assert config.warnings[0].startswith(f"BRIDGE_SECRET_KEY is weak ({weakness})")
+    assert "security.W009" in config.warnings[0]
+
+
+def test_a_strong_secret_key_has_no_warning() -> None:
+    """A random key of Django's length starts without a word."""
+    assert resolve(_flags(), {"BRIDGE_SECRET_KEY": _key("strong")}).warnings == ()
+
+
+def test_fallback_keys_follow_the_same_rule(settings_module: Callable[[str], str]) -> None:
+    """A short old key would verify forged tokens just as well: it is refused too."""
+    message = _error(_flags("--secret-key", _key("new"), "--secret-key-fallbacks",
+                            f"{_key('old')},short"))
+    assert message.startswith("flag --secret-key-fallbacks (key 2) is 5 characters long")
+    module = settings_module(f"SECRET_KEY = {_key('new')!r}\nSECRET_KEY_FALLBACKS = ['x']\n")
+    assert _error(_flags("--django-settings", module)).startswith(
+        f"Django settings {module} SECRET_KEY_FALLBACKS (key 1) is 1 characters long")
+
+
+def test_secret_key_file_is_read_without_its_newline(tmp_path: Path) -> None:
+    """--secret-key-file (or BRIDGE_SECRET_KEY_FILE) reads the key; it beats Django's."""
+    key_file = tmp_path / "key"
+    key_file.write_text(_key("file") + "\n")
+    key_file.chmod(0o600)
+    config = resolve(_flags("--secret-key-file", str(key_file)), {})
+    assert config.secret_key == _key("file") and config.warnings == ()
+    assert resolve(_flags(), {"BRIDGE_SECRET_KEY_FILE": str(key_file)}).secret_key == _key("file")
+
+
+def test_secret_key_file_errors_say_what_to_do(tmp_path: Path) -> None:
+    """A missing, empty or short key file, or a file and a key together, are clear errors."""
+    missing = tmp_path / "missing"
+    assert _error(_flags("--secret-key-file", str(missing))) == (
+        f"flag --secret-key-file: cannot read {missing}: No such file or directory; create it"
+        f" with (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(50))' >"
+        f" {missing})")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    assert _error(_flags("--secret-key-file", str(empty))).startswith(
+        f"the key file {empty} (flag --secret-key-file) is empty; fill it with")
+    short = tmp_path / "short"
+    short.write_text("too-short\n")
+    assert _error(_flags(), {"BRIDGE_SECRET_KEY_FILE": str(short)}).startswith(
+        f"the key file {short} (BRIDGE_SECRET_KEY_FILE) is 9 characters long")
+    assert _error(_flags("--secret-key-file", str(short)),
+                  {"BRIDGE_SECRET_KEY": _key("env")}) == (
+        "flag --secret-key-file and BRIDGE_SECRET_KEY both give the secret key: keep only one")
+
+
+def test_a_key_file_every_user_can_read_is_a_warning(tmp_path: Path) -> None:
+    """A world-readable key file works, with a warning saying to chmod it."""
+    key_file = tmp_path / "key"
+    key_file.write_text(_key("file"))
+    key_file.chmod(0o644)
+    config = resolve(_flags("--secret-key-file", str(key_file)), {})
+    assert config.warnings == (f"the key file {key_file} (flag --secret-key-file) is readable"
+                               f" by every local user: chmod o-r {key_file}",)
+
+
+def test_cli_refuses_a_short_key_and_warns_about_one_on_the_command_line(
+        tmp_path: Path) -> None:
+    """`python -m bridge --secret-key x` exits 2; a good key on the command line is warned
+    about (visible in /proc/PID/cmdline), the same key in BRIDGE_SECRET_KEY is not."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "DJANGO_"))}
+    base = [sys.executable, "-m", "bridge"]
+    refused = subprocess.run([*base, "serve", "--secret-key", "x", "--database-url",
+                              "dbname=none"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: flag --secret-key is 1 characters long")
+    token = [*base, "token", "--user", "1", "--channel", "a"]
+    flagged = subprocess.run([*token, "--secret-key", _key("k")], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert flagged.returncode == 0, flagged.stderr
+    assert "the secret key is on the command line, where /proc/<pid>/cmdline shows it to every" \
+           " local user: set BRIDGE_SECRET_KEY or use --secret-key-file instead" in flagged.stderr
+    quiet = subprocess.run(token, env={**env, "BRIDGE_SECRET_KEY": _key("k")},
+                           capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+# -- the BRIDGE dict (issue 13 item 10) ----------------------------------------------------
+
+
+def test_unknown_key_in_a_models_entry_stops_the_daemon(
+        settings_module: Callable[[str], str]) -> None:
+    """`chanel_column` (one letter off) would grant every user the whole table: refused."""
+    module = settings_module(f"SECRET_KEY = {_key('k')!r}\n"
+                             "BRIDGE = {'MODELS': {'orders.Order':"
+                             " {'chanel_column': 'customer'}}}\n")
+    assert _error(_flags("--django-settings", module)) == (
+        f"Django settings {module}: BRIDGE['MODELS']['orders.Order'] has an unknown key"
+        " 'chanel_column': did you mean 'channel_column'?; an entry without its channel_column"
+        " would grant every user the whole table")
+
+
+@pytest.mark.parametrize(("models", "message"), [
+    ("'example.Task'", "BRIDGE['MODELS'] is 'example.Task', not a dict or a list"),
+    ("{'example.Task': 'owner_id'}", "BRIDGE['MODELS']['example.Task'] is 'owner_id', not a dict"),
+    ("[3]", "BRIDGE['MODELS'] lists 3, not an 'app_label.Model' string"),
+])
+def test_models_of_the_wrong_shape_stop_the_daemon(
+        settings_module: Callable[[str], str], models: str, message: str) -> None:
+    """MODELS that is a string, or an entry that is not a dict, is refused with its shape."""
+    module = settings_module(f"SECRET_KEY = {_key('k')!r}\nBRIDGE = {{'MODELS': {models}}}\n")
+    assert _error(_flags("--django-settings", module)).startswith(
+        f"Django settings {module}: {message}: BRIDGE['MODELS'] maps 'app_label.Model' to a dict"
+        " of 'channel' and 'channel_column' (or is a list of labels)")
+
+
+def test_unknown_top_level_bridge_key_is_a_warning_with_the_closest_name(
+        settings_module: Callable[[str], str]) -> None:
+    """A misspelt top-level key configures nothing: the daemon starts and names the fix."""
+    module = settings_module(f"SECRET_KEY = {_key('k')!r}\n"
+                             "BRIDGE = {'TOKEN_MAXAGE': 60, 'port': 9000, 'ZZZ': 1}\n")
+    config = resolve(_flags("--django-settings", module), {})
+    where = f"Django settings {module}: BRIDGE has an unknown key"
+    assert config.warnings[:2] == (
+        f"{where} 'TOKEN_MAXAGE', which nothing reads: did you mean 'TOKEN_MAX_AGE'?",
+        f"{where} 'port', which nothing reads: did you mean 'PORT'?")
+    assert config.warnings[2].startswith(f"{where} 'ZZZ', which nothing reads: the valid keys"
+                                         " are 'ALLOWED_ORIGINS', ")
+    assert config.token_max_age == 3600.0
+
+
+def test_every_documented_bridge_key_is_known() -> None:
+    """Each daemon option (but the file-only ones) and each Django-side key is a valid key."""
+    keys = cfg.bridge_keys()
+    assert "SECRET_KEY_FILE" not in keys
+    assert {"MODELS", "COOKIE", "PORT", "TOKEN_MAX_AGE", "MAX_CLIENT_BUFFER"} <= set(keys)

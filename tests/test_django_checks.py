@@ -19,6 +19,8 @@ def run_all() -> list[checks.CheckMessage]:
         *hook_checks.check_settings(),
         *hook_checks.check_models(),
         *hook_checks.check_triggers(databases=["default"]),
+        *hook_checks.check_bridge_keys(),
+        *hook_checks.check_key_strength(),
     ]
 
 
@@ -170,3 +172,108 @@ def test_trigger_checks_use_default_without_databases(django_db: str, databases)
     bridge_install.uninstall(raw(), "example_task")
     found = hook_checks.check_triggers(databases=databases)
     assert [m.id for m in found] == ["django_hooks.W001"]
+
+
+# Keys (issue 13 item 6) ----------------------------------------------------------------
+
+STRONG = "a-strong-key-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEFGH"
+PUBLIC = "demo-only-insecure-key-pg-notify-bridge-do-not-deploy"
+NEW_KEY = "generate a key with python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+
+
+def test_short_or_published_keys_are_e011(django_db: str) -> None:
+    """The key rule of bridge.config, as a system check: short or published keys are errors."""
+    with override_settings(SECRET_KEY="short", SECRET_KEY_FALLBACKS=[PUBLIC],
+                           BRIDGE={"MODELS": TASK}):
+        assert hook_checks.check_key_strength() == [
+            checks.Error(
+                "SECRET_KEY is 5 characters long, too short to keep tokens from being forged:"
+                f" use at least 32; {NEW_KEY} and put it in SECRET_KEY",
+                hint="the bridge daemon refuses this key too",
+                id="django_hooks.E011",
+            ),
+            checks.Error(
+                "SECRET_KEY_FALLBACKS[0] is a key published in the pg-notify-bridge repository:"
+                f" anyone can forge tokens with it; {NEW_KEY} and put it in"
+                " SECRET_KEY_FALLBACKS[0]",
+                hint="the bridge daemon refuses this key too",
+                id="django_hooks.E011",
+            ),
+        ]
+    with override_settings(BRIDGE={"MODELS": TASK, "SECRET_KEY": "x" * 31}):
+        [error] = hook_checks.check_key_strength()
+        assert error.id == "django_hooks.E011"
+        assert error.msg.startswith("BRIDGE['SECRET_KEY'] is 31 characters long")
+
+
+def test_weak_key_is_w010(django_db: str) -> None:
+    """A key of 32 to 49 characters is a warning, as Django's own security.W009 says."""
+    with override_settings(SECRET_KEY="k" + "0123456789abcdefghijklmnopqrstuvwxyz"):
+        assert hook_checks.check_key_strength() == [
+            checks.Warning(
+                "SECRET_KEY is weak (37 characters, fewer than 50), as Django's check"
+                f" security.W009 also says; {NEW_KEY} and put it in SECRET_KEY",
+                id="django_hooks.W010",
+            )
+        ]
+    with override_settings(SECRET_KEY=STRONG):
+        assert hook_checks.check_key_strength() == []
+
+
+def test_no_token_is_signed_with_a_refused_key(django_db: str) -> None:
+    """Minting or reading a token with a short or published key raises instead of signing."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_hooks import tokens
+
+    for key in ("short", PUBLIC):
+        with override_settings(SECRET_KEY=key), \
+                pytest.raises(ImproperlyConfigured, match="SECRET_KEY is"):
+            tokens.mint("1", ["example_task"])
+    with override_settings(SECRET_KEY=STRONG):
+        assert tokens.read(tokens.mint("1", ["example_task"])) is not None
+
+
+# The BRIDGE dict (issue 13 item 10) ----------------------------------------------------
+
+
+def test_unknown_key_in_a_models_entry_is_e010_and_grants_nothing(django_db: str) -> None:
+    """`chanel_column` is an error, and the default hook refuses rather than grant the table."""
+    from django.contrib.auth import get_user_model
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_hooks import tokens
+
+    user = get_user_model().objects.create_user("mallory")
+    with override_settings(BRIDGE={"MODELS": {"example.Task": {"chanel_column": "owner_id"}}}):
+        assert hook_checks.check_bridge_keys() == [
+            checks.Error(
+                "BRIDGE['MODELS']['example.Task'] has an unknown key 'chanel_column'",
+                hint="did you mean 'channel_column'?; an entry without its channel_column would"
+                " grant every user the whole table",
+                id="django_hooks.E010",
+            )
+        ]
+        assert "django_hooks.E010" in [m.id for m in checks.run_checks(databases=["default"])]
+        with pytest.raises(ImproperlyConfigured, match="has an unknown key 'chanel_column'"):
+            tokens.default_channels_for_user(user, ["example_task"])
+
+
+def test_unknown_top_level_bridge_key_is_w011_with_the_closest_name(django_db: str) -> None:
+    """A misspelt top-level key is a warning naming the key it was probably meant to be."""
+    with override_settings(BRIDGE={"MODELS": TASK, "COOKIE_CHANNEL": ["example_task"]}):
+        assert hook_checks.check_bridge_keys() == [
+            checks.Warning(
+                "BRIDGE has an unknown key 'COOKIE_CHANNEL', which nothing reads",
+                hint="did you mean 'COOKIE_CHANNELS'?",
+                id="django_hooks.W011",
+            )
+        ]
+
+
+def test_the_daemon_knows_every_key_the_django_side_reads(django_db: str) -> None:
+    """bridge.config's list of Django-side keys is exactly django_hooks.conf's defaults."""
+    from bridge.config import DJANGO_KEYS
+    from django_hooks.conf import DEFAULTS
+
+    assert sorted(DJANGO_KEYS) == sorted(DEFAULTS)

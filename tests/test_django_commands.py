@@ -153,14 +153,18 @@ def test_bridge_token_refuses_bad_input(django_db: str, args: list[str], message
 
 
 def test_runbridge_argv_comes_from_django_settings(django_db: str) -> None:
-    """runbridge hands the daemon the database, key and settings module Django uses."""
+    """runbridge hands the daemon the database and settings module Django uses; the daemon
+    reads the key from that module, so its key errors name SECRET_KEY, not a flag."""
+    from bridge.__main__ import build_parser
+    from bridge.config import resolve
     from django_hooks.management.commands.runbridge import Command
 
     argv = Command().argv({"database": "default", "host": None, "port": "9999",
                            "daemon_args": ["--", "--allow-anonymous", "x"]})
     assert argv[0] == "serve"
     assert argv[argv.index("--django-settings") + 1] == "example.settings"
-    assert argv[argv.index("--secret-key") + 1] == _key()
+    assert "--secret-key" not in argv
+    assert resolve(build_parser().parse_args(argv)).secret_key == _key()
     assert "dbname=t_django_" in argv[argv.index("--database-url") + 1]
     assert argv[-4:] == ["--port", "9999", "--allow-anonymous", "x"]
 

@@ -18,11 +18,15 @@ from tests.timing import scaled
 
 
 def test_demo_starts_everything_and_sigint_stops_it_all(tmp_path: Path) -> None:
-    """The demo prints its URLs once Django and the bridge answer; SIGINT stops every process."""
+    """The demo makes its own key, prints its URLs once Django and the bridge answer; SIGINT
+    stops every process."""
     datadir = tmp_path / "pgdata"
     http_port, bridge_port = free_port(), free_port()
-    env = child_env()
+    key_file = tmp_path / "demo_secret_key"
+    env = child_env(EXAMPLE_SECRET_KEY_FILE=str(key_file))
     env.pop("DATABASE_URL", None)  # the embedded PostgreSQL path, as on a fresh machine
+    env.pop("DJANGO_SECRET_KEY", None)  # and no key: the demo makes its own
+    env.pop("BRIDGE_SECRET_KEY", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "example.demo", "--datadir", str(datadir),
          "--http-port", str(http_port), "--bridge-port", str(bridge_port)],
@@ -42,6 +46,8 @@ def test_demo_starts_everything_and_sigint_stops_it_all(tmp_path: Path) -> None:
         output = "".join(lines)
         assert f"http://127.0.0.1:{http_port}/tasks/" in output
         assert "Log in as admin / admin" in output
+        assert f"demo: signing tokens with a new random key, kept in {key_file}" in output
+        assert key_file.stat().st_mode & 0o777 == 0o600
         assert http_ok(f"http://127.0.0.1:{http_port}/accounts/login/")
         assert http_ok(f"http://127.0.0.1:{bridge_port}/readyz")
         assert devdb.is_running(datadir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import sys
@@ -48,12 +49,16 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
 
 
 def test_environment_file_names_real_options_and_resolves() -> None:
-    """Every variable in the example environment file is an option, and the set resolves."""
+    """Every variable in the example environment file is an option; the set resolves once the
+    placeholder key is replaced, and is refused until then."""
     values = read_env_file(ENV_FILE)
     known = {option.env_var for option in config.OPTIONS}
     assert set(values) <= known, set(values) - known
-    resolved = config.resolve({}, values)
+    with pytest.raises(config.ConfigError, match="BRIDGE_SECRET_KEY is 9 characters long"):
+        config.resolve({}, values)  # the placeholder never signs anything
+    key = secrets.token_urlsafe(50)
+    resolved = config.resolve({}, {**values, "BRIDGE_SECRET_KEY": key})
     assert resolved.host == "127.0.0.1" and resolved.log_format == "json"
     assert resolved.trusted_proxies and resolved.drain_seconds == 5.0
-    assert resolved.secret_key == "CHANGE-ME"
-    assert "secret_key='CHANGE-ME'" not in repr(resolved), "the key must not show in a repr"
+    assert resolved.secret_key == key and resolved.warnings == ()
+    assert key not in repr(resolved), "the key must not show in a repr"

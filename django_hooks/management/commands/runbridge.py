@@ -49,11 +49,13 @@ class Command(BaseCommand):
     def argv(self, options: dict[str, Any]) -> list[str]:
         """The `python -m bridge` arguments this command stands for."""
         argv = ["serve", "--database-url", database_url(options["database"])]
-        if conf.secret_key():
-            argv += ["--secret-key", conf.secret_key()]
         module = getattr(settings, "SETTINGS_MODULE", None)
         if module:
+            # The daemon reads BRIDGE['SECRET_KEY'], else SECRET_KEY, from the module, as
+            # conf.secret_key() does, and then names that setting in its key errors.
             argv += ["--django-settings", module]
+        elif conf.secret_key():
+            argv += ["--secret-key", conf.secret_key()]
         if options["host"]:
             argv += ["--host", options["host"]]
         if options["port"]:
