@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLE = "public.example_task"
 CHANNEL = "example_task"
 ROWS = 10_000
-SECRET = "bench-secret-key-of-sufficient-length-0123456789abcdef"
+SECRET = secrets.token_urlsafe(50)  # per run, passed in the environment: no key ships here
 TABLE_DDL = (
     "CREATE TABLE example_task (id integer PRIMARY KEY, title text NOT NULL DEFAULT '',"
     " done boolean NOT NULL DEFAULT false, owner_id integer)"
@@ -219,7 +220,7 @@ class Daemon:
 
     def __init__(self, database_url: str, *extra: str, uvloop: bool = False,
                  env: dict[str, str] | None = None, memory_report: Path | None = None):
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, "BRIDGE_SECRET_KEY": SECRET, **(env or {})}
         self.port = free_port()
         self.database_url = database_url
         module = ["-m", "bridge", "serve"]
@@ -228,7 +229,7 @@ class Daemon:
                       *(["--memory-report", str(memory_report)] if memory_report else []), "--"]
         self.args = [sys.executable, *module, "--database-url", database_url,
                      "--port", str(self.port), "--host", "127.0.0.1",
-                     "--secret-key", SECRET, "--allow-anonymous", CHANNEL,
+                     "--allow-anonymous", CHANNEL,
                      "--ping-interval", "0", "--log-level", "WARNING", *extra]
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = configuration.resolve(args)
         setup_logging(config.log_level, config.log_format)
-        _warn(config, on_command_line=argv is None and args.secret_key is not None)
+        _warn(config, on_command_line=argv is None and (args.secret_key is not None
+                                                         or bool(args.secret_key_fallbacks)))
         return _run(args, config)
     except BridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -112,8 +113,9 @@ def _warn(config: configuration.Config, on_command_line: bool) -> None:
     for warning in config.warnings:
         log.warning("%s", warning)
     if on_command_line:
-        log.warning("the secret key is on the command line, where /proc/<pid>/cmdline shows it to"
-                    " every local user: set BRIDGE_SECRET_KEY or use --secret-key-file instead")
+        log.warning("a secret key is on the command line, where /proc/<pid>/cmdline shows it to"
+                    " every local user: set BRIDGE_SECRET_KEY (BRIDGE_SECRET_KEY_FALLBACKS) or"
+                    " use --secret-key-file instead")
 
 
 class JsonFormatter(logging.Formatter):

@@ -13,6 +13,7 @@ IDs:
           grant every user the whole table), or BRIDGE or MODELS has the wrong shape
     E011  the signing key (or a fallback) is shorter than 32 characters, or published
     W010  the signing key (or a fallback) is below Django's security.W009 threshold
+          (`check --deploy` only, as W009 is: startproject's development key has it)
     W011  BRIDGE has a key nothing reads (the closest valid one is named)
 
 E010, E011, W010 and W011 apply bridge.config's rules, which the daemon
@@ -47,6 +48,7 @@ def register() -> None:
     checks.register(check_triggers, "django_hooks")
     checks.register(check_bridge_keys, "django_hooks")
     checks.register(check_key_strength, "django_hooks")
+    checks.register(check_key_weakness, "django_hooks", deploy=True)
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -82,20 +84,30 @@ def check_bridge_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
 
 
 def check_key_strength(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """E011 and W010: the signing key and its fallbacks pass the daemon's own key rule."""
+    """E011: the signing key and its fallbacks pass the daemon's own key rule."""
+    return _key_messages()[0]
+
+
+def check_key_weakness(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W010 (`check --deploy`, like Django's own W009): a key the daemon only warns about."""
+    return _key_messages()[1]
+
+
+def _key_messages() -> tuple[list[checks.CheckMessage], list[checks.CheckMessage]]:
     where = "BRIDGE['SECRET_KEY']" if conf.get("SECRET_KEY") else "SECRET_KEY"
     keys = [(where, conf.secret_key())] if conf.secret_key() else []  # E001 covers none
     keys += [(f"SECRET_KEY_FALLBACKS[{n}]", key) for n, key in enumerate(conf.fallback_keys())]
-    messages: list[checks.CheckMessage] = []
+    errors: list[checks.CheckMessage] = []
+    warnings: list[checks.CheckMessage] = []
     for name, key in keys:
         try:
             weak = bridge_config.check_secret_key(str(key), name)
         except ConfigError as exc:
-            messages.append(checks.Error(str(exc), hint="the bridge daemon refuses this key too",
-                                         id="django_hooks.E011"))
+            errors.append(checks.Error(str(exc), hint="the bridge daemon refuses this key too",
+                                       id="django_hooks.E011"))
             continue
-        messages += [checks.Warning(text, id="django_hooks.W010") for text in weak]
-    return messages
+        warnings += [checks.Warning(text, id="django_hooks.W010") for text in weak]
+    return errors, warnings
 
 
 def check_models(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

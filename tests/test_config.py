@@ -442,8 +442,9 @@ def test_cli_refuses_a_short_key_and_warns_about_one_on_the_command_line(
     flagged = subprocess.run([*token, "--secret-key", _key("k")], env=env, capture_output=True,
                              text=True, timeout=60)
     assert flagged.returncode == 0, flagged.stderr
-    assert "the secret key is on the command line, where /proc/<pid>/cmdline shows it to every" \
-           " local user: set BRIDGE_SECRET_KEY or use --secret-key-file instead" in flagged.stderr
+    assert "a secret key is on the command line, where /proc/<pid>/cmdline shows it to every" \
+           " local user: set BRIDGE_SECRET_KEY (BRIDGE_SECRET_KEY_FALLBACKS) or use" \
+           " --secret-key-file instead" in flagged.stderr
     quiet = subprocess.run(token, env={**env, "BRIDGE_SECRET_KEY": _key("k")},
                            capture_output=True, text=True, timeout=60)
     assert quiet.returncode == 0 and quiet.stderr == ""

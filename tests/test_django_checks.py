@@ -21,6 +21,7 @@ def run_all() -> list[checks.CheckMessage]:
         *hook_checks.check_triggers(databases=["default"]),
         *hook_checks.check_bridge_keys(),
         *hook_checks.check_key_strength(),
+        *hook_checks.check_key_weakness(),
     ]
 
 
@@ -207,9 +208,13 @@ def test_short_or_published_keys_are_e011(django_db: str) -> None:
 
 
 def test_weak_key_is_w010(django_db: str) -> None:
-    """A key of 32 to 49 characters is a warning, as Django's own security.W009 says."""
+    """A key of 32 to 49 characters is a warning of `check --deploy`, as Django's W009 is."""
     with override_settings(SECRET_KEY="k" + "0123456789abcdefghijklmnopqrstuvwxyz"):
-        assert hook_checks.check_key_strength() == [
+        assert hook_checks.check_key_strength() == []
+        assert "django_hooks.W010" not in [m.id for m in checks.run_checks()]
+        deploy = [m.id for m in checks.run_checks(include_deployment_checks=True)]
+        assert "django_hooks.W010" in deploy
+        assert hook_checks.check_key_weakness() == [
             checks.Warning(
                 "SECRET_KEY is weak (37 characters, fewer than 50), as Django's check"
                 f" security.W009 also says; {NEW_KEY} and put it in SECRET_KEY",
@@ -217,7 +222,7 @@ def test_weak_key_is_w010(django_db: str) -> None:
             )
         ]
     with override_settings(SECRET_KEY=STRONG):
-        assert hook_checks.check_key_strength() == []
+        assert hook_checks.check_key_weakness() == []
 
 
 def test_no_token_is_signed_with_a_refused_key(django_db: str) -> None:
