@@ -3,18 +3,22 @@
 Cookies belong to a host, not a port, so a cookie set by Django on :8000 rides
 along with the WebSocket handshake to the daemon on :8765 of the same host.
 HttpOnly keeps page scripts from reading it; SameSite=Lax keeps other sites'
-pages from using it (the daemon also checks Origin).
+pages from using it (the daemon also checks Origin). A response that sets
+it carries a token in Set-Cookie, so it gets the never-cache headers too.
 """
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
 
 from . import conf, tokens
 from .context_processors import is_secure
 
 
 def set_cookie(response: HttpResponse, request: HttpRequest, token: str) -> None:
+    """Set the cookie; the response then carries a token, so no cache may keep it."""
+    add_never_cache_headers(response)
     response.set_cookie(
         tokens.COOKIE_NAME,
         token,

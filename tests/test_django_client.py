@@ -183,6 +183,17 @@ def test_a_page_that_embeds_a_token_is_never_cached(django_db: str) -> None:
     assert response.has_header("Expires")
 
 
+def test_a_response_that_sets_the_token_cookie_is_never_cached(django_db: str) -> None:
+    """The cookie's token rides in Set-Cookie: that response is not cached either; the next
+    one, which sets nothing, keeps the view's own caching."""
+    client = Client()
+    client.force_login(make_user("cookie-cache"))
+    first = client.get("/task-list")
+    assert "bridge_token" in first.cookies and cache_control(first) == NEVER_CACHE
+    second = client.get("/task-list")
+    assert "bridge_token" not in second.cookies and "no-store" not in cache_control(second)
+
+
 def test_only_pages_with_a_token_lose_their_cacheability(django_db: str) -> None:
     """The tag marks the request only when it embeds a token; the middleware acts only on the
     mark, so anonymous tag pages and pages without the tag keep their own caching."""
@@ -197,12 +208,16 @@ def test_only_pages_with_a_token_lose_their_cacheability(django_db: str) -> None
             return response
         return view
 
+    from django.conf import settings
+
     tag = '{% load bridge %}{% bridge_client "example_task" %}'
+    no_cookie = {**settings.BRIDGE, "COOKIE": False}  # the cookie's own rule is tested above
     for user, source, marked in ((make_user("marked"), tag, True), (AnonymousUser(), tag, False),
                                  (make_user("plain"), "no tag here", False)):
         request = RequestFactory().get("/")
         request.user = user
-        response = BridgeCookieMiddleware(page(source))(request)
+        with override_settings(BRIDGE=no_cookie):
+            response = BridgeCookieMiddleware(page(source))(request)
         assert is_token_page(request) is marked
         assert cache_control(response) == (NEVER_CACHE if marked else {"max-age=60"})
 
