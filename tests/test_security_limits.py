@@ -282,3 +282,15 @@ async def test_paths_are_matched_exactly(daemon: Daemon, target: str, status: in
     response = await _raw_http(daemon.port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert response.startswith(f"HTTP/1.1 {status} ".encode()), response[:60]
     assert (b"bridge_frames_sent" in response) is (status == 200 and "metrics" in target)
+
+
+async def test_daemon_is_an_async_context_manager(watched_db: str) -> None:
+    """`async with Daemon(config)` starts it (bound, answering) and stops it on the way out."""
+    async with Daemon(Config(database_url=watched_db, port=0, secret_key=SECRET,
+                             ping_interval=0)) as daemon:
+        await wait_for(daemon.listener.ready.wait(), what="the listener to be ready")
+        response = await _raw_http(daemon.port, "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert response.startswith(b"HTTP/1.1 200 ")
+        port = daemon.port
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
