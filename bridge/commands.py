@@ -125,7 +125,7 @@ def _database_status(conn: psycopg.Connection) -> list[str]:
             f" ORDER BY l.tick {order}, l.id {order} LIMIT 1"
         ).fetchone()
         ends.append("none" if row is None else
-                    f"{log.format_position(db_id, (row[0], row[1]))}"
+                    f"{log.describe(db_id, (row[0], row[1]))}"
                     + ("" if row[2] is None else f" ({_ago(float(row[2]))})"))
     lines.append(f"log: {rows} rows, {size[0] if size else '?'}; oldest {ends[0]}, newest"
                  f" {ends[1]}; {unstamped} not yet stamped; pruned through tick"

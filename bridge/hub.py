@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from . import channels, protocol
-from .log import ORIGIN, Event, Pos, format_position
+from .log import ORIGIN, Event, Pos
+from .positions import Positions
 
 C = TypeVar("C", bound=Hashable)
 
@@ -43,8 +44,10 @@ class Batch(Generic[C]):
 class Hub(Generic[C]):
     """Channel subscriptions, the read cursor, and a window of recent events."""
 
-    def __init__(self, db_id: str, memory_events: int = 10000):
+    def __init__(self, db_id: str, memory_events: int = 10000,
+                 positions: Positions | None = None):
         self.db_id = db_id
+        self.positions = positions or Positions.ephemeral()
         self.cursor: Pos = ORIGIN
         self.watched: dict[str, str | None] = {}
         self._memory_events = max(memory_events, 0)
@@ -57,7 +60,12 @@ class Hub(Generic[C]):
     # -- positions and memory -------------------------------------------------
 
     def position(self, pos: Pos) -> str:
-        return format_position(self.db_id, pos)
+        """The opaque string a client gets for `pos` (bridge/positions.py)."""
+        return self.positions.encode(self.db_id, pos)
+
+    def parse(self, text: object, db_id: str | None = None) -> Pos | None:
+        """The log position a client's string stands for, or None (answered with a resync)."""
+        return self.positions.decode(text, self.db_id if db_id is None else db_id)
 
     def start(self, cursor: Pos, recent: Iterable[Event] = ()) -> None:
         """Set the cursor (after a start or a gap too large to replay) and warm the memory."""

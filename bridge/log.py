@@ -3,16 +3,16 @@
 A position is (tick, id): the tick that stamped a committed log row, then the
 row's id. Ticks are cut in commit order under an advisory lock (see
 sql/schema.sql), so every daemon sharing the database agrees on them and a
-client can resume on any instance. Positions travel as opaque strings that
-also name the database they came from (`db_id`), so a position from another
-database is detected rather than misread.
+client can resume on any instance. Clients never see (tick, id): they get
+an opaque, authenticated encoding of it that also names the database it came
+from (`db_id`), so a position from another database is detected rather than
+misread (bridge/positions.py).
 
 Only queries live here; deciding what to send is the hub's job.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,24 +21,13 @@ import psycopg
 from .errors import NoSchemaError
 from .install import HAS_SCHEMA
 
-_POSITION_RE = re.compile(r"^([0-9a-f]{8})-(\d{1,19})-(\d{1,19})$")
-
 Pos = tuple[int, int]
 ORIGIN: Pos = (0, 0)
 
 
-def format_position(db_id: str, pos: Pos) -> str:
+def describe(db_id: str, pos: Pos) -> str:
+    """`<db_id>-<tick>-<id>`: a log position for operators (status, logs), never for clients."""
     return f"{db_id}-{pos[0]}-{pos[1]}"
-
-
-def parse_position(text: object, db_id: str) -> Pos | None:
-    """The (tick, id) of a position string from this database, or None when it is not one."""
-    if not isinstance(text, str):
-        return None
-    match = _POSITION_RE.match(text)
-    if not match or match.group(1) != db_id:
-        return None
-    return int(match.group(2)), int(match.group(3))
 
 
 @dataclass(slots=True)

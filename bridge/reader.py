@@ -67,7 +67,7 @@ class Reader:
             head = await log.head(conn)
             self.hub.start(head, await log.read_last(conn, self.memory_events))
             self.started = True
-            logger.info("reader starts at %s", self.hub.position(head))
+            logger.info("reader starts at %s", log.describe(db_id, head))
             return
         if db_id == self.hub.db_id and await log.last_tick(conn) < self.hub.cursor[0]:
             # Same db_id, but ticks went back: a restore or a failover to a standby

@@ -59,7 +59,7 @@ class Replay(Generic[P]):
         """Send `subscribed`, replay what `since` missed, then go live, with no gap."""
         hub = self.hub
         db_id = hub.db_id
-        pos = hub.cursor if since is None else log.parse_position(since, db_id)
+        pos = hub.cursor if since is None else hub.parse(since, db_id)
         if pos is not None and pos > hub.cursor:
             pos = await self._wait_cursor(pos)
         if pos is None:

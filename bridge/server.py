@@ -37,6 +37,7 @@ from .http import HttpSide, request_path
 from .hub import Batch, Hub
 from .listener import APPLICATION_NAME, Listener
 from .metrics import Metrics, subscription_counts
+from .positions import Positions
 from .reader import Reader
 from .replay import Replay
 from .session import LEGACY, V1, Limits, Rules, Session
@@ -72,7 +73,8 @@ class Daemon:
         verifier = Verifier(config.secret_key, config.secret_key_fallbacks,
                             config.token_max_age)
         anonymous = frozenset(config.allow_anonymous)
-        self.hub: Hub[Client] = Hub("", config.memory_events)
+        self.hub: Hub[Client] = Hub("", config.memory_events, Positions.from_config(
+            config.secret_key, config.secret_key_fallbacks))
         self.reader = Reader(self.hub, self._deliver, self.metrics, retention=config.retention,
                              replay_limit=config.replay_limit,
                              memory_events=config.memory_events)

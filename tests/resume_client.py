@@ -21,20 +21,28 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.timing import scaled, wait_for
 
+if TYPE_CHECKING:
+    from bridge.server import Daemon
+
 __all__ = ["ResumeClient", "pos_key"]
 
 
-def pos_key(position: str) -> tuple[int, int]:
-    """The (tick, id) inside a position string, for ordering in tests (positions are opaque)."""
-    _, tick, id_ = position.rsplit("-", 2)
-    return int(tick), int(id_)
+def pos_key(daemon: Daemon, position: str) -> tuple[int, int]:
+    """The (tick, id) a position stands for, decoded with the daemon's keys.
+
+    Tests order events by it; the client itself only stores positions and
+    sends them back, since to a client they are opaque (bridge/positions.py).
+    """
+    pos = daemon.hub.parse(position)
+    assert pos is not None, f"not a position of this daemon's database: {position!r}"
+    return pos
 
 
 class ResumeClient:

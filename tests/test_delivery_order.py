@@ -88,7 +88,7 @@ async def test_out_of_order_commit_is_delivered_on_resume(
     await client.start()
     await client.wait(lambda c: len(c.events) == 2, what="T1's event on resume")
     assert pks(client) == [row2, row1]
-    first, second = (pos_key(e["position"]) for e in client.events)
+    first, second = (pos_key(daemon, e["position"]) for e in client.events)
     assert second > first  # T1 committed later, so its position is later...
     assert second[1] < first[1]  # ...although its log row was taken first
     assert client.resyncs == [] and client.errors == []
@@ -98,11 +98,11 @@ async def test_out_of_order_commit_is_delivered_on_resume(
 async def test_resume_from_the_empty_logs_position_reads_the_log(
     start_daemon: StartDaemon, watched_db: str
 ) -> None:
-    """Subscribed to an empty log (position <db>-0-0), back on a daemon without memory: exact."""
+    """Subscribed to an empty log (position (0, 0)), back on a daemon without memory: exact."""
     a = await start_daemon()
     b = await start_daemon(memory_events=0)
     client = await subscriber(a)
-    assert pos_key(client.positions[CHANNEL]) == (0, 0)
+    assert pos_key(a, client.positions[CHANNEL]) == (0, 0)
     await client.stop()
     rows = [insert_now(watched_db, f"missed {i}") for i in range(2)]
     await caught_up(b, watched_db)
@@ -130,7 +130,7 @@ async def test_open_transactions_hold_back_nobody(
     marker = insert_now(watched_db, "marker")
     await client.wait(lambda c: len(c.events) == 5, what="the held event, then the marker")
     assert pks(client) == [*flowing, held, marker]
-    keys = [pos_key(e["position"]) for e in client.events]
+    keys = [pos_key(daemon, e["position"]) for e in client.events]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     await client.stop()
 
@@ -172,7 +172,7 @@ async def test_resume_from_a_position_the_daemon_has_not_read_yet(
         row = other.execute("SELECT tick, id FROM bridge.log WHERE channel = %s"
                             " ORDER BY id DESC LIMIT 1", (CHANNEL,)).fetchone()
         assert row is not None
-        client.positions[CHANNEL] = f"{daemon.hub.db_id}-{row[0]}-{row[1]}"
+        client.positions[CHANNEL] = daemon.hub.position((row[0], row[1]))
         assert daemon.hub.cursor < (row[0], row[1])
         resuming = asyncio.create_task(client.start())
         await wait_for(lambda: daemon.replay.cursor_waiters,
@@ -189,10 +189,11 @@ async def test_resume_from_a_position_the_daemon_has_not_read_yet(
 
 @pytest.mark.parametrize(
     "since",
-    ["not a position", "", "ffffffff-1-1", "0123456-1-1", "{db}-x-1", "{db}-1", "{db}-1-1-1"],
+    ["not a position", "", "ffffffff-1-1", "0123456-1-1", "{db}-x-1", "{db}-1", "{db}-1-1-1",
+     "{db}-0-0", "A" * 40, "A" * 39 + "=", "A" * 41],
 )
 async def test_a_bad_position_gets_a_resync(daemon: Daemon, watched_db: str, since: str) -> None:
-    """A malformed position, or one from another database, is answered with a resync, then live."""
+    """A malformed, forged or foreign position (the old readable form too): a resync, then live."""
     since = since.format(db=daemon.hub.db_id)
     assert since != "ffffffff-1-1" or daemon.hub.db_id != "ffffffff"
     client = ResumeClient(v1_url(daemon), token(1, CHANNEL), [CHANNEL])
@@ -201,7 +202,7 @@ async def test_a_bad_position_gets_a_resync(daemon: Daemon, watched_db: str, sin
     await client.wait(lambda c: len(c.resyncs) == 1, what="the resync")
     resync = client.resyncs[0]
     assert resync["reason"] == "unknown position"
-    assert resync["position"].startswith(daemon.hub.db_id + "-")
+    assert daemon.hub.parse(resync["position"]) is not None
     row = insert_now(watched_db, "live")
     await client.wait(lambda c: len(c.events) == 1, what="the next live event")
     assert pks(client) == [row]
@@ -216,7 +217,7 @@ async def test_a_pruned_position_gets_a_resync(start_daemon: StartDaemon, watche
     insert_now(watched_db, "old")
     await client.wait(lambda c: len(c.events) == 1, what="the first event")
     await client.stop()
-    old = pos_key(client.positions[CHANNEL])
+    old = pos_key(daemon, client.positions[CHANNEL])
 
     def older_than_retention() -> bool:
         with psycopg.connect(watched_db, autocommit=True) as conn:
@@ -233,7 +234,7 @@ async def test_a_pruned_position_gets_a_resync(start_daemon: StartDaemon, watche
     await client.start()
     await client.wait(lambda c: len(c.resyncs) == 1, what="the resync")
     assert client.resyncs[0]["reason"] == "position expired"
-    assert pos_key(client.resyncs[0]["position"]) >= old
+    assert pos_key(daemon, client.resyncs[0]["position"]) >= old
     live = insert_now(watched_db, "live")
     await client.wait(lambda c: pks(c)[-1:] == [live], what="the next live event")
     assert missed not in pks(client)  # it is covered by the resync's refetch, not replayed

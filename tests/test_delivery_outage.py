@@ -51,12 +51,12 @@ async def committed_ids(url: str) -> list[int]:
         return [r[0] for r in await cur.fetchall()]
 
 
-def assert_exactly_once(client: ResumeClient, ids: list[int]) -> None:
+def assert_exactly_once(daemon: Daemon, client: ResumeClient, ids: list[int]) -> None:
     """Each committed row once, nothing else, in position order, and no resync."""
     delivered = [int(e["pks"][0]) for e in client.events]
     assert client.resyncs == [] and client.errors == []
     assert sorted(delivered) == ids, (len(delivered), len(ids))
-    keys = [pos_key(e["position"]) for e in client.events]
+    keys = [pos_key(daemon, e["position"]) for e in client.events]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
 
 
@@ -105,7 +105,7 @@ async def test_listener_killed_during_writes_loses_nothing(
     assert len(ids) == 200
     await client.wait(lambda c: len(c.events) >= 200, what="all 200 events")
     await client.sync()
-    assert_exactly_once(client, ids)
+    assert_exactly_once(daemon, client, ids)
     assert client.connections == 1  # the daemon kept its clients through it all
     await client.stop()
 
@@ -150,7 +150,7 @@ async def test_postgres_restart_during_writes_loses_nothing(
     ids = await committed_ids(watched_db)
     await client.wait(lambda c: len(c.events) >= len(ids), what="every committed row")
     await client.sync()
-    assert_exactly_once(client, ids)
+    assert_exactly_once(daemon, client, ids)
     await client.stop()
 
 

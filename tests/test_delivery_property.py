@@ -97,9 +97,9 @@ async def fetch_int(conn: psycopg.AsyncConnection, query: str, params: tuple[obj
     return int(row[0])
 
 
-def received(client: ResumeClient) -> set[int]:
+def received(daemon: Daemon, client: ResumeClient) -> set[int]:
     """Log ids of the events the client got."""
-    return {pos_key(e["position"])[1] for e in client.events}
+    return {pos_key(daemon, e["position"])[1] for e in client.events}
 
 
 async def run(setup: Setup, schedule: list[Step]) -> None:
@@ -123,7 +123,8 @@ async def run(setup: Setup, schedule: list[Step]) -> None:
             if kind == "settle":  # an idle moment: the client gets what was committed so far
                 if online:
                     expected = {log_id for log_id, _ in model.committed}
-                    await client.wait(lambda c, e=expected: e <= received(c), what="settling")
+                    await client.wait(lambda c, e=expected: e <= received(setup.daemons[0], c),
+                                      what="settling")
                 continue
             if kind == "back":  # resume, after the daemon read what was missed when k == 1
                 if not online:
@@ -162,7 +163,8 @@ async def run(setup: Setup, schedule: list[Step]) -> None:
         model.committed.append((marker_log, marker))
         if not online:
             await client.start()
-        await client.wait(lambda c: marker_log in received(c), what="the marker")
+        await client.wait(lambda c: marker_log in received(setup.daemons[0], c),
+                          what="the marker")
         await client.sync()
     finally:
         for conn in setup.writers:
@@ -170,7 +172,7 @@ async def run(setup: Setup, schedule: list[Step]) -> None:
         await client.stop()
 
     assert client.resyncs == [] and client.errors == []
-    delivered = [pos_key(e["position"]) for e in client.events]
+    delivered = [pos_key(setup.daemons[0], e["position"]) for e in client.events]
     assert delivered == sorted(delivered) and len(set(delivered)) == len(delivered)
     delivered_ids = [log_id for _, log_id in delivered]
     assert sorted(delivered_ids) == sorted(log_id for log_id, _ in model.committed)

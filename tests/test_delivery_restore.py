@@ -28,7 +28,9 @@ async def test_ticks_going_back_retire_every_position(daemon: Daemon, watched_db
         frames.append(await client.expect("event", op="INSERT"))
     await caught_up(daemon, watched_db)
     old_db_id = daemon.hub.db_id
-    first_tick = int(frames[0]["position"].split("-")[1])
+    first = daemon.hub.parse(frames[0]["position"])
+    assert first is not None
+    first_tick = first[0]
     # What a restore to just after the first change looks like from the log's side.
     with psycopg.connect(watched_db, autocommit=True) as conn:
         conn.execute("DELETE FROM bridge.log WHERE tick > %s", (first_tick,))
@@ -36,10 +38,13 @@ async def test_ticks_going_back_retire_every_position(daemon: Daemon, watched_db
         conn.execute("SELECT setval('bridge.tick_seq', %s)", (first_tick,))
         conn.execute(KILL_DAEMON)
     resync = await client.expect("resync", channel="example_task", reason="database replaced")
-    assert not resync["position"].startswith(old_db_id)
+    assert daemon.hub.parse(resync["position"], old_db_id) is None
+    assert daemon.hub.parse(resync["position"]) is not None
     execute(watched_db, "INSERT INTO example_task (title) VALUES ('after the restore')")
     event = await client.expect("event", op="INSERT")
-    assert event["position"].split("-")[0] == daemon.hub.db_id != old_db_id
+    assert daemon.hub.db_id != old_db_id
+    assert daemon.hub.parse(event["position"]) is not None
+    assert daemon.hub.parse(event["position"], old_db_id) is None
     late = await WsClient.connect(v1_url(daemon))
     await late.auth(token(1, "example_task"))
     await late.subscribe("example_task", since=frames[1]["position"])

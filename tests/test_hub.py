@@ -11,8 +11,10 @@ from typing import Any
 
 from bridge.hub import Hub, Throttle
 from bridge.log import Event, Pos
+from bridge.positions import Positions
 
 DB = "0123abcd"
+CODEC = Positions(["hub-test-secret"])
 TABLE = "public.example_task"
 
 
@@ -22,10 +24,15 @@ def ev(tick: int, id_: int, channel: str = "tasks", op: str = "UPDATE",
 
 
 def hub(memory: int = 100, cursor: Pos = (0, 0), recent: list[Event] | None = None) -> Hub[str]:
-    h: Hub[str] = Hub(DB, memory)
+    h: Hub[str] = Hub(DB, memory, CODEC)
     h.watched = {"tasks": "owner_id", "notes": None}
     h.start(cursor, recent or [])
     return h
+
+
+def at(tick: int, id_: int) -> str:
+    """The string a client sees for the log position (tick, id)."""
+    return CODEC.encode(DB, (tick, id_))
 
 
 def decode(frame: bytes) -> dict[str, Any]:
@@ -48,7 +55,7 @@ def test_publish_gives_each_frame_once_to_its_channel_subscribers() -> None:
     delivery = batch.deliveries[0]
     assert sorted(delivery.clients) == ["a", "b"]
     frame = decode(delivery.frame)
-    assert frame == {"type": "event", "channel": "tasks", "position": f"{DB}-1-1",
+    assert frame == {"type": "event", "channel": "tasks", "position": at(1, 1),
                      "table": TABLE, "op": "UPDATE", "pks": ["1"], "count": 1}
     assert h.cursor == (1, 2)
 
@@ -60,7 +67,7 @@ def test_publish_skips_events_at_or_before_the_cursor() -> None:
     assert h.publish([ev(1, 1), ev(1, 2)]).events == 2
     again = h.publish([ev(1, 1), ev(1, 2), ev(2, 3)])
     assert again.events == 1
-    assert [positions([d.frame]) for d in again.deliveries] == [[f"{DB}-2-3"]]
+    assert [positions([d.frame]) for d in again.deliveries] == [[at(2, 3)]]
 
 
 def test_legacy_subscribers_are_flagged_once_per_batch() -> None:
@@ -76,8 +83,8 @@ def test_replay_from_memory_gives_the_channel_after_since_in_order() -> None:
     """replay(channel, since) is that channel's frames strictly after since, oldest first."""
     h = hub()
     h.publish([ev(1, 1), ev(1, 2, "notes"), ev(2, 3), ev(3, 4), ev(3, 5, "notes")])
-    assert positions(h.replay("tasks", (1, 1))) == [f"{DB}-2-3", f"{DB}-3-4"]
-    assert positions(h.replay("notes", (0, 0))) == [f"{DB}-1-2", f"{DB}-3-5"]
+    assert positions(h.replay("tasks", (1, 1))) == [at(2, 3), at(3, 4)]
+    assert positions(h.replay("notes", (0, 0))) == [at(1, 2), at(3, 5)]
     assert h.replay("tasks", h.cursor) == []
 
 
@@ -97,13 +104,13 @@ def test_remembers_from_the_oldest_event_kept() -> None:
     assert h.remembers((6, 0))
     assert not h.remembers((5, 9))
     assert not h.remembers((0, 0))
-    assert positions(h.replay("tasks", (5, 10))) == [f"{DB}-6-11", f"{DB}-7-12"]
+    assert positions(h.replay("tasks", (5, 10))) == [at(6, 11), at(7, 12)]
 
 
 def test_start_keeps_only_events_up_to_the_cursor() -> None:
     """Rows stamped after the head was read are left for the reader, never replayed early."""
     h = hub(cursor=(2, 2), recent=[ev(1, 1), ev(2, 2), ev(3, 3)])
-    assert positions(h.replay("tasks", (0, 0))) == [f"{DB}-1-1", f"{DB}-2-2"]
+    assert positions(h.replay("tasks", (0, 0))) == [at(1, 1), at(2, 2)]
     assert h.publish([ev(3, 3)]).events == 1
 
 
@@ -113,7 +120,7 @@ def test_memory_is_bounded_and_forgets_the_oldest() -> None:
     h.publish([ev(i, i) for i in range(1, 7)])
     assert not h.remembers((1, 1))
     assert h.remembers((5, 5))
-    assert positions(h.replay("tasks", (5, 5))) == [f"{DB}-6-6"]
+    assert positions(h.replay("tasks", (5, 5))) == [at(6, 6)]
     assert len(h.replay("tasks", (0, 0))) <= 4
 
 
@@ -133,7 +140,7 @@ def test_forget_through_drops_pruned_ticks() -> None:
     assert not h.remembers((2, 3))
     assert not h.remembers((1, 1))
     assert h.remembers((3, 0))
-    assert positions(h.replay("tasks", (3, 0))) == [f"{DB}-3-4"]
+    assert positions(h.replay("tasks", (3, 0))) == [at(3, 4)]
     h.forget_through(1)  # an older mark never moves the floor back
     assert not h.remembers((2, 3))
 
@@ -155,7 +162,7 @@ def test_truncate_is_an_event_on_the_table_and_a_resync_on_row_channels() -> Non
     frames = {tuple(d.clients): decode(d.frame) for d in batch.deliveries}
     assert frames[("table",)]["type"] == "event"
     assert frames[("row",)] == {"type": "resync", "channel": "tasks:owner_id=7",
-                                "position": f"{DB}-4-9", "reason": "truncate"}
+                                "position": at(4, 9), "reason": "truncate"}
     assert batch.legacy == {"old"}
     replayed = [decode(f) for f in h.replay("tasks:owner_id=7", (0, 0))]
     assert [(f["type"], f["reason"]) for f in replayed] == [("resync", "truncate")]
@@ -181,7 +188,7 @@ def test_resync_all_moves_the_cursor_and_tells_every_subscriber() -> None:
     batch = h.resync_all((9, 50), "gap")
     sent = sorted((d.clients[0], decode(d.frame)["type"], decode(d.frame)["position"])
                   for d in batch.deliveries)
-    assert sent == [("a", "resync", f"{DB}-9-50"), ("b", "resync", f"{DB}-9-50")]
+    assert sent == [("a", "resync", at(9, 50)), ("b", "resync", at(9, 50))]
     assert batch.legacy == {"old"}
     assert h.cursor == (9, 50)
     assert not h.remembers((1, 1))

@@ -146,10 +146,10 @@ async def test_client_channel_names_and_positions_never_reach_sql(
         execute(watched_db, "INSERT INTO example_task (title) VALUES ('a later tick')")
     await caught_up(daemon, watched_db)
     assert daemon.hub.cursor[0] > tick
-    # The largest id the position grammar allows overflows bigint: a bound parameter,
-    # compared as a number by PostgreSQL, never pasted into SQL.
+    # An id past bigint (only a holder of the secret can make such a position): a bound
+    # parameter, compared as a number by PostgreSQL, never pasted into SQL.
     await client.send_json({"type": "subscribe", "channel": "example_task",
-                            "since": f"{daemon.hub.db_id}-{tick}-9999999999999999999"})
+                            "since": daemon.hub.position((tick, 9999999999999999999))})
     await client.expect("subscribed", channel="example_task")
     for pk in ("2", "3"):
         await client.expect("event", channel="example_task", pks=[pk])
