@@ -1,4 +1,5 @@
-"""Token verification, grants, and the pure checks of a handshake (origin, address, channels).
+"""Token verification, grants, and the pure checks of a request (host, origin, address,
+channels).
 
 Django mints tokens; the daemon only verifies them. A token is what
 `django.core.signing.dumps({"u": user_id, "ch": [channels]}, salt=SALT)`
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -116,6 +118,62 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     except ValueError:
         return False
     return origin_host is not None and origin_host == request_host
+
+
+LOOPBACK_HOSTS = ("localhost", ".localhost", "127.0.0.1", "[::1]")
+"""Host names always answered: only a client on this machine reaches them, and a
+DNS-rebinding page never sends them (its Host is the attacker's name)."""
+
+# A Host header: a name or IPv4 address, or a bracketed IPv6 address, then an optional
+# port (Django's host_validation_re).
+_HOST_RE = re.compile(r"([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::[0-9]{1,5})?")
+
+
+def host_allowed(host: str | None, allowed: Iterable[str]) -> bool:
+    """Whether a request's Host header names this daemon.
+
+    A DNS-rebinding page points its own name at the daemon's address, and then
+    controls Host and Origin alike, so "the Origin's host equals Host" lets it
+    in; only a list of the names the daemon really serves under stops it.
+    Patterns follow Django's ALLOWED_HOSTS: `example.org` exactly,
+    `.example.org` that name and its subdomains, `*` anything. Any port
+    matches; case and a trailing dot do not matter; LOOPBACK_HOSTS always
+    pass. A missing, empty or malformed Host fails, never raises.
+    """
+    if not host:
+        return False
+    match = _HOST_RE.fullmatch(host.lower())
+    if not match:
+        return False
+    name = match.group(1).removesuffix(".")
+    for pattern in (*LOOPBACK_HOSTS, *allowed):
+        pattern = pattern.lower()
+        if pattern == "*" or name == pattern:
+            return True
+        if pattern.startswith(".") and (name == pattern[1:] or name.endswith(pattern)):
+            return True
+    return False
+
+
+def default_hosts(allowed_origins: Iterable[str], bind_host: str | None) -> tuple[str, ...]:
+    """--allowed-hosts when it is not set: the hosts of --allowed-origins (pages and daemon
+    usually share a name, which is how the cookie reaches the daemon) and the --host
+    address when it is a specific one (an IP literal Host is never a rebinding)."""
+    hosts: list[str] = []
+    for origin in allowed_origins:
+        try:
+            name = urlsplit(origin.strip()).hostname
+        except ValueError:
+            continue
+        if name and origin.strip() != "*":
+            hosts.append(f"[{name}]" if ":" in name else name)
+    if bind_host and bind_host not in ("0.0.0.0", "::", "*"):
+        try:
+            ip = ipaddress.ip_address(bind_host)
+            hosts.append(f"[{ip}]" if ip.version == 6 else str(ip))
+        except ValueError:
+            hosts.append(bind_host.lower())
+    return tuple(dict.fromkeys(hosts))
 
 
 def _normal(origin: str) -> str:

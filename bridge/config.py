@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -83,6 +84,34 @@ def parse_list(values: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
 
 
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+_HOST_PATTERN_RE = re.compile(rf"\*|\.?{_LABEL}(\.{_LABEL})*")
+
+
+def parse_hosts(values: str | Sequence[str]) -> tuple[str, ...]:
+    """Host names as Django's ALLOWED_HOSTS writes them: `example.org`, `.example.org`
+    (and its subdomains), an IP address (IPv6 with or without brackets), or `*`."""
+    hosts = []
+    for item in parse_list(values):
+        host = item.lower().removesuffix(".")
+        bare = host.removeprefix("[").removesuffix("]")
+        try:
+            if ":" in bare:
+                host = f"[{ipaddress.IPv6Address(bare)}]"
+        except ValueError:
+            pass
+        if "://" in host or "/" in host:
+            raise ValueError(f"{item!r} is a URL: give only its host name, like"
+                             f" {urlsplit(item).hostname or 'example.org'}")
+        if not host.startswith("[") and ":" in host:
+            raise ValueError(f"{item!r} has a port: give the host name alone (any port matches)")
+        if not host.startswith("[") and not _HOST_PATTERN_RE.fullmatch(host):
+            raise ValueError(f"{item!r} is not a host name: use example.org, .example.org,"
+                             " an IP address or *")
+        hosts.append(host)
+    return tuple(hosts)
+
+
 def parse_networks(values: str | Sequence[str]) -> tuple[Any, ...]:
     return tuple(ipaddress.ip_network(v, strict=False) for v in parse_list(values))
 
@@ -129,6 +158,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("allowed_origins", (), "browser origins allowed to connect (default: the host the"
            " client connected to, any port; * allows all)", parse_list, is_list=True,
            metavar="ORIGIN"),
+    Option("allowed_hosts", (), "host names the daemon answers to, as Django's ALLOWED_HOSTS"
+           " (.example.org for subdomains, * for any); loopback names always pass (default:"
+           " the hosts of --allowed-origins and of a specific --host, or Django's"
+           " ALLOWED_HOSTS with --django-settings)", parse_hosts, is_list=True, metavar="HOST"),
     Option("allow_anonymous", (), "channels open to clients without a token", parse_list,
            is_list=True, metavar="CHANNEL"),
     Option("legacy_channels", (), "narrow legacy `/` clients to these channels", parse_list,
@@ -190,6 +223,7 @@ class Config:
     django_settings: str | None = None
     token_max_age: float = 3600.0
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     allow_anonymous: tuple[str, ...] = ()
     legacy_channels: tuple[str, ...] = ()
     legacy_window: float = 1.0
@@ -399,6 +433,8 @@ def _from_django(module_name: str, warnings: list[str]) -> dict[str, tuple[str, 
         name = str(key).lower()
         if name in _BY_NAME and not _BY_NAME[name].flag_only and value is not None:
             values[name] = (f"{where} BRIDGE[{key!r}]", value)
+    if getattr(module, "ALLOWED_HOSTS", None):
+        values.setdefault("allowed_hosts", (f"{where} ALLOWED_HOSTS", list(module.ALLOWED_HOSTS)))
     if getattr(module, "SECRET_KEY", None):
         values.setdefault("secret_key", (f"{where} SECRET_KEY", module.SECRET_KEY))
     if getattr(module, "SECRET_KEY_FALLBACKS", None):

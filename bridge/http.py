@@ -1,6 +1,8 @@
 """The plain-HTTP side: routing by exact path, /healthz, /readyz, /metrics, handshake checks.
 
-Every request reaches the daemon as HTTP first. Its path decides, exactly
+Every request reaches the daemon as HTTP first. Its Host must name the
+daemon (--allowed-hosts, loopback names), on either port, or it gets a 421.
+Then its path decides, exactly
 (query string aside): /healthz, /readyz and /metrics get a plain answer on
 either port (/metrics on the public port only without --metrics-port); /v1
 and / may become WebSockets once the handshake checks pass (origin, the
@@ -32,6 +34,8 @@ from .auth import (
     Verifier,
     client_address,
     cookie_token,
+    default_hosts,
+    host_allowed,
     legacy_channels,
     origin_allowed,
 )
@@ -76,6 +80,8 @@ class HttpSide:
         self.verifier = verifier
         self.anonymous = anonymous
         self.listener = listener
+        self.allowed_hosts = config.allowed_hosts or default_hosts(config.allowed_origins,
+                                                                   config.host)
         self.draining = False
         self.per_address: Counter[str] = Counter()
         # Weak: a handshake that the checks accepted can still fail (a plain GET,
@@ -89,6 +95,8 @@ class HttpSide:
 
     async def route(self, connection: ServerConnection, request: Request) -> Response | None:
         """The public port: plain endpoints, or the checks of a WebSocket handshake."""
+        if refused := self._refuse_host(connection, request):
+            return refused
         path = request_path(request.path)
         if path in ("/healthz", "/readyz") or (path == "/metrics"
                                                and self.config.metrics_port is None):
@@ -99,11 +107,24 @@ class HttpSide:
 
     async def route_metrics(self, connection: ServerConnection, request: Request) -> Response:
         """The --metrics-port server: /metrics, /healthz and /readyz, nothing else."""
+        if refused := self._refuse_host(connection, request):
+            return refused
         path = request_path(request.path)
         if path in PLAIN_PATHS:
             return await self._plain(connection, path)
         return connection.respond(404, "not found: this port serves /metrics, /healthz and"
                                   " /readyz\n")
+
+    def _refuse_host(self, connection: ServerConnection, request: Request) -> Response | None:
+        """421 for a request whose Host is not one of ours (DNS rebinding), on every path."""
+        hosts = request.headers.get_all("Host")
+        if len(hosts) == 1 and host_allowed(hosts[0], self.allowed_hosts):
+            return None
+        self.metrics.auth_failures.labels(reason="host").inc()
+        logger.info("refused host %r from %s", ", ".join(hosts)[:200],
+                    self._address(connection, request))
+        return connection.respond(421, "host not allowed: list this host name in --allowed-hosts"
+                                  " (BRIDGE_ALLOWED_HOSTS, or BRIDGE['ALLOWED_HOSTS'])\n")
 
     # -- handshakes -------------------------------------------------------------
 

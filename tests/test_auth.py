@@ -24,6 +24,8 @@ from bridge.auth import (
     Verifier,
     client_address,
     cookie_token,
+    default_hosts,
+    host_allowed,
     legacy_channels,
     origin_allowed,
 )
@@ -288,6 +290,52 @@ def test_origin_allowed(origin: str | None, host: str | None, allowed: tuple[str
                         ok: bool) -> None:
     """Default: the Origin's host is the Host connected to; --allowed-origins replaces that."""
     assert origin_allowed(origin, host, allowed) is ok
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "ok"),
+    [
+        ("localhost", (), True),
+        ("localhost:8765", (), True),
+        ("127.0.0.1:8765", (), True),
+        ("[::1]:8765", (), True),
+        ("bridge.localhost", (), True),
+        ("LOCALHOST.", (), True),
+        ("evil.example", (), False),
+        ("evil.example:8765", (), False),
+        ("localhost.evil.example", (), False),
+        ("127.0.0.1.evil.example", (), False),
+        ("127.0.0.2", (), False),
+        ("app.example:443", ("app.example",), True),
+        ("App.Example.", ("app.example",), True),
+        ("sub.app.example", ("app.example",), False),
+        ("sub.app.example", (".app.example",), True),
+        ("app.example", (".app.example",), True),
+        ("badapp.example", (".app.example",), False),
+        ("[fe80::1]:8765", ("[fe80::1]",), True),
+        ("anything.example", ("*",), True),
+        ("", ("*",), False),
+        (None, ("*",), False),
+        ("a b", ("*",), False),
+        ("evil.example\r\nX: y", ("*",), False),
+        ("[::1", ("*",), False),
+        ("user@app.example", ("app.example",), False),
+        ("app.example:99999999", ("app.example",), False),
+    ],
+)
+def test_host_allowed(host: str | None, allowed: tuple[str, ...], ok: bool) -> None:
+    """Loopback names always pass; others only as listed (.name: subdomains); malformed fail."""
+    assert host_allowed(host, allowed) is ok
+
+
+def test_default_hosts_are_the_origins_hosts_and_a_specific_bind_address() -> None:
+    """Without --allowed-hosts: --allowed-origins' hosts, and --host unless it is a wildcard."""
+    assert default_hosts(("https://app.example", "http://App.example:8000", "*", "http://[bad",
+                          "http://[::1]:80"), "0.0.0.0") == ("app.example", "[::1]")
+    assert default_hosts((), "10.0.0.5") == ("10.0.0.5",)
+    assert default_hosts((), "fe80::1") == ("[fe80::1]",)
+    assert default_hosts((), "bridge.internal") == ("bridge.internal",)
+    assert default_hosts((), "::") == ()
 
 
 @pytest.mark.parametrize(

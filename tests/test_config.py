@@ -490,7 +490,7 @@ def test_unknown_top_level_bridge_key_is_a_warning_with_the_closest_name(
         f"{where} 'TOKEN_MAXAGE', which nothing reads: did you mean 'TOKEN_MAX_AGE'?",
         f"{where} 'port', which nothing reads: did you mean 'PORT'?")
     assert config.warnings[2].startswith(f"{where} 'ZZZ', which nothing reads: the valid keys"
-                                         " are 'ALLOWED_ORIGINS', ")
+                                         " are 'ALLOWED_HOSTS', 'ALLOWED_ORIGINS', ")
     assert config.token_max_age == 3600.0
 
 
@@ -499,3 +499,44 @@ def test_every_documented_bridge_key_is_known() -> None:
     keys = cfg.bridge_keys()
     assert "SECRET_KEY_FILE" not in keys
     assert {"MODELS", "COOKIE", "PORT", "TOKEN_MAX_AGE", "MAX_CLIENT_BUFFER"} <= set(keys)
+
+# -- allowed hosts ---------------------------------------------------------------------------
+
+
+def test_allowed_hosts_from_flag_and_variable() -> None:
+    """--allowed-hosts and BRIDGE_ALLOWED_HOSTS take names, .domains, IPs (IPv6 bracketed), *."""
+    config = resolve(_flags("--allowed-hosts", "App.Example.org.,.example.net",
+                            "--allowed-hosts", "::1,10.0.0.5"), {})
+    assert config.allowed_hosts == ("app.example.org", ".example.net", "[::1]", "10.0.0.5")
+    assert resolve(_flags(), {"BRIDGE_ALLOWED_HOSTS": "*"}).allowed_hosts == ("*",)
+    assert resolve(_flags(), {}).allowed_hosts == ()  # the daemon derives the default
+
+
+@pytest.mark.parametrize(("value", "fix"), [
+    ("https://app.example.org/", "give only its host name, like app.example.org"),
+    ("app.example.org:8765", "give the host name alone (any port matches)"),
+    ("app example", "use example.org, .example.org, an IP address or *"),
+    ("-app.example", "use example.org, .example.org, an IP address or *"),
+])
+def test_bad_allowed_hosts_name_the_fix(value: str, fix: str) -> None:
+    """A URL, a port or a non-name is refused with the flag, the variable and what to write."""
+    assert fix in _error(_flags(f"--allowed-hosts={value}"))
+    assert "flag --allowed-hosts" in _error(_flags(f"--allowed-hosts={value}"))
+    assert "BRIDGE_ALLOWED_HOSTS" in _error(None, {"BRIDGE_ALLOWED_HOSTS": value})
+
+
+def test_allowed_hosts_from_django(settings_module: Callable[[str], str]) -> None:
+    """With --django-settings: BRIDGE['ALLOWED_HOSTS'], else Django's own ALLOWED_HOSTS."""
+    both = settings_module("ALLOWED_HOSTS = ['site.example', '.site.example']\n"
+                           "BRIDGE = {'ALLOWED_HOSTS': ['bridge.example']}\n")
+    assert resolve(_flags("--django-settings", both), {}).allowed_hosts == ("bridge.example",)
+    django_only = settings_module("ALLOWED_HOSTS = ['site.example', '.site.example']\n")
+    assert resolve(_flags("--django-settings", django_only), {}).allowed_hosts == (
+        "site.example", ".site.example")
+    empty = settings_module("ALLOWED_HOSTS = []\n")
+    assert resolve(_flags("--django-settings", empty), {}).allowed_hosts == ()
+    assert resolve(_flags("--django-settings", django_only, "--allowed-hosts", "x.example"),
+                   {}).allowed_hosts == ("x.example",)
+    bad = settings_module("ALLOWED_HOSTS = ['site.example:8000']\n")
+    message = _error(_flags("--django-settings", bad))
+    assert "ALLOWED_HOSTS" in message and "any port matches" in message
