@@ -100,6 +100,9 @@ BRIDGE = {
     "MODELS": {"example.Task": {"channel_column": "owner_id"}},
     "PORT": _BRIDGE_PORT,
     "TOKEN_MAX_AGE": "1h",
+    # The host names the daemon answers to (DNS-rebinding defence): this site's own.
+    # Without the key the daemon would read ALLOWED_HOSTS anyway; the demo says it.
+    "ALLOWED_HOSTS": ALLOWED_HOSTS,
     # The demo daemon has no --metrics-port, so it serves /metrics on its own port;
     # the admin's "Bridge" page (/admin/django_hooks/bridge/) reads it from here.
     "METRICS_URLS": [f"http://127.0.0.1:{_BRIDGE_PORT}/metrics"],

@@ -327,6 +327,9 @@ class Nginx:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+SITE_NAME = "app.example.org"  # deploy/nginx's server_name, and BRIDGE_ALLOWED_HOSTS in deploy/
+
+
 def render_nginx_site(text: str, port: int, upstreams: Sequence[int]) -> str:
     """deploy/nginx's site with its listen port and upstream servers replaced (and checked)."""
     servers = list(re.finditer(r"^(?P<indent>[ \t]*)server 127\.0\.0\.1:\d+(?P<opts>[^;]*);\n",
@@ -335,9 +338,14 @@ def render_nginx_site(text: str, port: int, upstreams: Sequence[int]) -> str:
     first = servers[0]
     block = "".join(f"{first['indent']}server 127.0.0.1:{p}{first['opts']};\n" for p in upstreams)
     text = text[:first.start()] + block + text[servers[-1].end():]
-    listens = list(re.finditer(r"^(?P<indent>[ \t]*)listen [^;]+;\n", text, re.M))
+    listens = list(re.finditer(r"^(?P<indent>[ \t]*)listen (?P<addr>[^\s;]+)(?P<opts>[^;\n]*);\n",
+                               text, re.M))
     assert listens, "deploy/nginx: expected a listen line"
-    for match in reversed(listens[1:]):
-        text = text[:match.start()] + text[match.end():]
-    own = f"{listens[0]['indent']}listen 127.0.0.1:{port};\n"
-    return text[:listens[0].start()] + own + text[listens[0].end():]
+    for match in reversed(listens):  # each IPv4 listen on our loopback port, IPv6 ones dropped
+        own = ("" if match["addr"].startswith("[") else
+               f"{match['indent']}listen 127.0.0.1:{port}{match['opts']};\n")
+        text = text[:match.start()] + own + text[match.end():]
+    # The site's name stays; 127.0.0.1 joins it, since tests connect by address.
+    names = re.findall(r"^[ \t]*server_name (?!_;)([^;]+);", text, re.M)
+    assert names == [SITE_NAME], f"deploy/nginx: expected server_name {SITE_NAME}, got {names}"
+    return text.replace(f"server_name {SITE_NAME};", f"server_name {SITE_NAME} 127.0.0.1;")

@@ -62,3 +62,6 @@ def test_environment_file_names_real_options_and_resolves() -> None:
     assert resolved.trusted_proxies and resolved.drain_seconds == 5.0
     assert resolved.secret_key == key and resolved.warnings == ()
     assert key not in repr(resolved), "the key must not show in a repr"
+    nginx = (DEPLOY / "nginx" / "pg-notify-bridge.conf").read_text()
+    assert resolved.allowed_hosts == ("app.example.org",)  # nginx's server_name
+    assert "server_name app.example.org;" in nginx

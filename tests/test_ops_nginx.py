@@ -10,9 +10,17 @@ from pathlib import Path
 import pytest
 
 from tests.django_site import free_port
-from tests.ops_support import NGINX, BridgeProcess, Follower, Nginx, Writer, count_v1_clients
+from tests.ops_support import (
+    NGINX,
+    SITE_NAME,
+    BridgeProcess,
+    Follower,
+    Nginx,
+    Writer,
+    count_v1_clients,
+)
 from tests.ops_support import http_get as get
-from tests.timing import wait_for
+from tests.timing import scaled, wait_for
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
                                 reason="needs Debian's nginx (apt-get install nginx-light)")
@@ -21,6 +29,7 @@ pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
 @pytest.fixture
 async def two_daemons(watched_db: str) -> AsyncIterator[list[BridgeProcess]]:
     daemons = [BridgeProcess(watched_db, "--trusted-proxies", "127.0.0.1/32",
+                             "--allowed-hosts", SITE_NAME,  # as deploy/'s env file sets it
                              metrics_port=free_port()).start() for _ in range(2)]
     try:
         await asyncio.gather(*(d.ready() for d in daemons))
@@ -101,3 +110,33 @@ async def test_nginx_never_serves_metrics_under_another_spelling(watched_db: str
     finally:
         proxy.stop()
         daemon.stop()
+
+
+async def _raw_http(port: int, request: str) -> bytes:
+    """Send raw bytes through nginx and read the whole answer (nginx closes after it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request.encode("latin-1"))
+    try:
+        return await asyncio.wait_for(reader.read(), scaled(10))
+    finally:
+        writer.close()
+
+
+async def test_nginx_answers_only_the_sites_name(
+    nginx: Nginx, two_daemons: list[BridgeProcess]
+) -> None:
+    """A DNS-rebinding Host gets nginx's 421 and never reaches a daemon; the site's name does."""
+    upgrade = ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+    for path, extra in (("/healthz", ""), ("/v1", upgrade), ("/", upgrade)):
+        response = await _raw_http(nginx.port, f"GET {path} HTTP/1.1\r\nHost: evil.example\r\n"
+                                               f"Origin: http://evil.example\r\n{extra}"
+                                               "Connection: close\r\n\r\n")
+        assert response.startswith(b"HTTP/1.1 421 "), (path, response[:80])
+        assert b"nginx" in response  # nginx's own page: no daemon was asked
+    response = await _raw_http(nginx.port, f"GET /healthz HTTP/1.1\r\nHost: {SITE_NAME}\r\n"
+                                           "Connection: close\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"ok\n"), response
+    for daemon in two_daemons:
+        _, metrics = await asyncio.to_thread(get, daemon.metrics_url)
+        assert 'reason="host"' not in metrics
