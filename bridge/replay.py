@@ -8,7 +8,8 @@ on a check of the hub's cursor (`pos >= hub.cursor`), and `hub.subscribe`
 follows that check with no await in between: the reader cannot publish an
 event between the last replayed position and the first live one, so none
 is lost and none is sent twice. Where no gap can be proven (the position
-is from another database, expired from the log, past what this daemon has
+is malformed, forged or from another database (hub.parse, positions.py),
+expired from the log, past what this daemon has
 read after a short wait, or the client missed more than --replay-limit
 events) the client gets a `resync` instead, never a silent gap.
 
