@@ -133,7 +133,8 @@ async def test_nginx_answers_only_the_sites_name(
                                                f"Origin: http://evil.example\r\n{extra}"
                                                "Connection: close\r\n\r\n")
         assert response.startswith(b"HTTP/1.1 421 "), (path, response[:80])
-        assert b"nginx" in response  # nginx's own page: no daemon was asked
+        # nginx's own error page, not the daemon's 421 (which names --allowed-hosts).
+        assert b"<center>nginx" in response and b"--allowed-hosts" not in response
     response = await _raw_http(nginx.port, f"GET /healthz HTTP/1.1\r\nHost: {SITE_NAME}\r\n"
                                            "Connection: close\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"ok\n"), response
