@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint demo install-triggers bench clean distclean
+.PHONY: help venv test lint demo install-triggers bench dist clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -50,6 +50,10 @@ install-triggers: $(STAMP) ## install triggers: make install-triggers DATABASE_U
 
 bench: $(BENCH_STAMP) ## run the benchmarks (BENCH_ARGS=--quick: under 2 minutes; full: under 20)
 	$(PY) -m bench $(BENCH_ARGS)
+
+dist: $(STAMP) ## build the sdist and the wheel into dist/ (pip install dist/*.whl installs it)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
 
 clean: ## remove caches and build output (keeps .venv, the demo's .pgdata and its key)
 	rm -rf .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

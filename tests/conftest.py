@@ -13,7 +13,7 @@ from tests.timing import TIMEOUT_FACTOR
 # inherited by every child process (Django, daemons) through the environment.
 os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
 
-pytest_plugins = ["tests.fix_db", "tests.fix_bridge", "tests.fix_django"]
+pytest_plugins = ["tests.fix_db", "tests.fix_bridge", "tests.fix_django", "tests.fix_wheel"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

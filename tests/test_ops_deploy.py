@@ -65,3 +65,25 @@ def test_environment_file_names_real_options_and_resolves() -> None:
     nginx = (DEPLOY / "nginx" / "pg-notify-bridge.conf").read_text()
     assert resolved.allowed_hosts == ("app.example.org",)  # nginx's server_name
     assert "server_name app.example.org;" in nginx
+
+
+def test_django_systemd_unit_verifies(tmp_path: Path) -> None:
+    """The Django-configured unit runs the daemon from the project's directory and verifies."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = DEPLOY / "systemd" / "pg-notify-bridge-django.service"
+    text = unit.read_text()
+    for line in ("WorkingDirectory=/srv/shop", "Environment=PYTHONPATH=/srv/shop",
+                 "-m bridge serve --django-settings shop.settings", "KillSignal=SIGTERM",
+                 "RestartPreventExitStatus=2"):
+        assert line in text, line
+    project = tmp_path / "shop"
+    project.mkdir()
+    text = (text.replace("/srv/shop/venv/bin/python", sys.executable)
+            .replace("/srv/shop", str(project)))
+    (tmp_path / "shop-bridge.service").write_text(text)
+    result = subprocess.run([analyze, "verify", str(tmp_path / "shop-bridge.service")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "shop-bridge" not in result.stderr, result.stderr
