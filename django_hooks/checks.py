@@ -6,9 +6,12 @@ IDs:
     E003  a watched model's table has no primary key
     E004  a watched model's channel is not a valid channel name
     E005  BRIDGE['TOKEN_MAX_AGE'] is not a duration
+    E006  BRIDGE['MODELS'] is set but the default database is not PostgreSQL
     W001  a watched model's table has no triggers
     W002  a watched model's triggers are stale (key, channel or channel column changed,
           or the table was recreated without them)
+    W003  no DjangoTemplates backend has the request context processor, which the
+          {% bridge_client %} tag needs to know the user
     E010  a BRIDGE['MODELS'] entry has an unknown key (a misspelt channel_column would
           grant every user the whole table), or BRIDGE or MODELS has the wrong shape
     E011  the signing key (or a fallback) is shorter than 32 characters, or published
@@ -49,6 +52,8 @@ def register() -> None:
     checks.register(check_bridge_keys, "django_hooks")
     checks.register(check_key_strength, "django_hooks")
     checks.register(check_key_weakness, "django_hooks", deploy=True)
+    checks.register(check_database_engine, "django_hooks")
+    checks.register(check_request_context, "django_hooks", checks.Tags.templates)
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -160,6 +165,59 @@ def check_triggers(
     return messages
 
 
+def check_database_engine(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E006: watched models on SQLite or MySQL would get no triggers and no error.
+
+    Without it `check` says "no issues", `migrate` skips the triggers and only
+    `runbridge` refuses, long after the project was set up on the wrong database.
+    """
+    try:
+        if not conf.watched() or "default" not in connections:
+            return []
+    except ImproperlyConfigured:
+        return []  # check_bridge_keys reports it (E010)
+    vendor = connections["default"].vendor
+    if vendor == "postgresql":
+        return []
+    return [
+        checks.Error(
+            f"BRIDGE['MODELS'] watches models, but the default database is {vendor}:"
+            " pg-notify-bridge needs PostgreSQL (13 or later) for its triggers and NOTIFY",
+            hint="for development, `python manage.py bridge_devdb` starts a local PostgreSQL"
+            " and prints the DATABASES setting to use; otherwise point DATABASES['default']"
+            " at your PostgreSQL",
+            id="django_hooks.E006",
+        )
+    ]
+
+
+REQUEST_PROCESSOR = "django.template.context_processors.request"
+
+
+def check_request_context(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W003: without `request` in the context the tag cannot see the user.
+
+    It then renders no token and whole-table channel names, which looks like
+    working code until the page stays offline or the daemon refuses it.
+    """
+    django_backends = [t for t in settings.TEMPLATES
+                       if t.get("BACKEND") == "django.template.backends.django.DjangoTemplates"]
+    if not django_backends or any(
+        REQUEST_PROCESSOR in (t.get("OPTIONS") or {}).get("context_processors", ())
+        for t in django_backends
+    ):
+        return []
+    return [
+        checks.Warning(
+            f"no DjangoTemplates backend has {REQUEST_PROCESSOR!r}: the {{% bridge_client %}}"
+            " tag cannot see request.user and renders no token",
+            hint=f"add {REQUEST_PROCESSOR!r} to TEMPLATES[0]['OPTIONS']['context_processors']"
+            " (startproject puts it there)",
+            id="django_hooks.W003",
+        )
+    ]
+
+
 def _targets() -> Iterable[watch.Target]:
     try:
         entries = conf.watched()
@@ -199,21 +257,7 @@ def _compare(
                 id="django_hooks.W001",
             )
         ]
-    stale = []
-    if state.trigger_count != 4:
-        stale.append("its triggers are missing (was the table recreated?)")
-    if state.pk_columns != state.installed_pk:
-        stale.append(
-            f"primary key is now {', '.join(state.pk_columns)},"
-            f" triggers were built for {', '.join(state.installed_pk)}"
-        )
-    if state.channel != target.channel:
-        stale.append(f"channel is {state.channel!r} in the database, {target.channel!r} here")
-    if state.channel_column != target.channel_column:
-        stale.append(
-            f"channel column is {state.channel_column!r} in the database,"
-            f" {target.channel_column!r} here"
-        )
+    stale = triggers.stale_reasons(target, state)
     if not stale:
         return []
     return [

@@ -3,11 +3,15 @@
 Django sends post_migrate once per app after every migrate, including the
 one that builds a test database, so tests see real events without a step of
 their own. Installing is idempotent, so running it once per signal is cheap.
+At the default verbosity it prints one line per model whose triggers it
+installed or changed (nothing for those already up to date), so a developer
+sees that migrate did something and where the changes now go.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.apps import AppConfig
@@ -35,8 +39,19 @@ def install_triggers(
             continue
         if not router.allow_migrate_model(using, target.model):
             continue
-        if not triggers.state(target, using).table_exists:
+        before = triggers.state(target, using)
+        if not before.table_exists:
             continue
         channel = triggers.install(target, using)
-        if verbosity >= 2:
-            print(f"  Installed bridge triggers on {target.db_table} (channel {channel})")
+        if not before.installed:
+            done = "Installed"
+        elif triggers.stale_reasons(target, before):
+            done = "Updated"
+        elif verbosity >= 2:
+            done = "Checked"
+        else:
+            continue
+        if verbosity >= 1:
+            out = kwargs.get("stdout") or sys.stdout
+            out.write(f"  {done} bridge triggers on {target.db_table} ({target.label}):"
+                      f" {triggers.describe(target, channel)}\n")

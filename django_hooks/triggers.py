@@ -106,3 +106,33 @@ def state(target: Target, using: str = "default") -> State:
         channel_column=watched[1],
         installed_pk=tuple(watched[2]),
     )
+
+
+def stale_reasons(target: Target, state: State) -> list[str]:
+    """How installed triggers differ from what the settings ask (empty: up to date).
+
+    Shared by the W002 check and migrate's report, so both say the same thing.
+    """
+    reasons = []
+    if state.trigger_count != 4:
+        reasons.append("its triggers are missing (was the table recreated?)")
+    if state.pk_columns != state.installed_pk:
+        reasons.append(
+            f"primary key is now {', '.join(state.pk_columns)},"
+            f" triggers were built for {', '.join(state.installed_pk)}"
+        )
+    if state.channel != target.channel:
+        reasons.append(f"channel is {state.channel!r} in the database, {target.channel!r} here")
+    if state.channel_column != target.channel_column:
+        reasons.append(
+            f"channel column is {state.channel_column!r} in the database,"
+            f" {target.channel_column!r} here"
+        )
+    return reasons
+
+
+def describe(target: Target, channel: str) -> str:
+    """`channel X, rows also to X:col=<value>`: what a model's changes are sent to."""
+    rows = f", rows also to {channel}:{target.channel_column}=<value>" \
+        if target.channel_column else ""
+    return f"channel {channel}{rows}"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.core import checks
 from django.test import override_settings
@@ -9,6 +13,7 @@ from django.test import override_settings
 from bridge import install as bridge_install
 from django_hooks import checks as hook_checks
 from django_hooks.triggers import raw_connection
+from tests.django_site import child_env
 
 TASK = {"example.Task": {"channel_column": "owner_id"}}
 HINT = "run: python manage.py bridge_install_triggers example.Task"
@@ -282,3 +287,46 @@ def test_the_daemon_knows_every_key_the_django_side_reads(django_db: str) -> Non
     from django_hooks.conf import DEFAULTS
 
     assert sorted(DJANGO_KEYS) == sorted(DEFAULTS)
+
+
+def test_request_context_processor_missing_is_w003(django_db: str) -> None:
+    """A DjangoTemplates backend without the request processor gets W003 naming it."""
+    from django.conf import settings
+
+    backend = dict(settings.TEMPLATES[0])
+    options = dict(backend.get("OPTIONS") or {})
+    options["context_processors"] = [
+        p for p in options.get("context_processors", [])
+        if p != "django.template.context_processors.request"
+    ]
+    with override_settings(TEMPLATES=[{**backend, "OPTIONS": options}]):
+        assert [(m.id, m.hint) for m in hook_checks.check_request_context()] == [(
+            "django_hooks.W003",
+            "add 'django.template.context_processors.request' to"
+            " TEMPLATES[0]['OPTIONS']['context_processors'] (startproject puts it there)",
+        )]
+    assert hook_checks.check_request_context() == []
+
+
+def test_postgresql_default_database_passes_e006(django_db: str) -> None:
+    """The suite's PostgreSQL default database raises no E006."""
+    assert hook_checks.check_database_engine() == []
+
+
+SQLITE_SETTINGS = '''
+from example.settings import *
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}
+'''
+
+
+@pytest.mark.parametrize("command", ["check", "migrate"])
+def test_sqlite_with_watched_models_is_e006(tmp_path: Path, command: str) -> None:
+    """On SQLite, `check` and `migrate` fail with E006 naming bridge_devdb, not silence."""
+    (tmp_path / "sqlite_settings.py").write_text(SQLITE_SETTINGS)
+    env = child_env(DJANGO_SETTINGS_MODULE="sqlite_settings")
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    result = subprocess.run([sys.executable, "-m", "django", command], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "django_hooks.E006" in result.stderr
+    assert "python manage.py bridge_devdb" in result.stderr

@@ -188,3 +188,22 @@ def test_runbridge_serves_until_sigterm(db_url: str) -> None:
     finally:
         stop_process(proc)
     assert proc.returncode == 0
+
+
+def test_migrate_says_which_triggers_it_installed_or_changed(django_db: str) -> None:
+    """migrate prints one line per model it gave triggers or changed them, none when current."""
+    from django.test import override_settings
+
+    run("bridge_install_triggers", "--uninstall")
+    out = run("migrate")
+    assert out.count("bridge triggers") == 1
+    assert ("  Installed bridge triggers on example_task (example.Task): channel example_task,"
+            " rows also to example_task:owner_id=<value>\n") in out
+    assert "bridge triggers" not in run("migrate")
+    with override_settings(BRIDGE={"MODELS": ["example.Task"]}):
+        assert ("  Updated bridge triggers on example_task (example.Task): channel"
+                " example_task\n") in run("migrate")
+    # -v0 changes them back (settings want owner_id again) without a word.
+    assert "bridge triggers" not in run("migrate", "-v0")
+    assert watched_row() == ("example_task", "owner_id")
+    assert "bridge triggers" not in run("migrate")

@@ -66,8 +66,5 @@ class Command(BaseCommand):
             self.stdout.write(f"Removed the triggers of {target.db_table} ({target.label})")
             return
         channel = triggers.install(target, using)
-        suffix = f", rows also to {channel}:{target.channel_column}=<value>" \
-            if target.channel_column else ""
-        self.stdout.write(
-            f"Installed triggers on {target.db_table} ({target.label}): channel {channel}{suffix}"
-        )
+        self.stdout.write(f"Installed triggers on {target.db_table} ({target.label}):"
+                          f" {triggers.describe(target, channel)}")
