@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import sys
 from collections.abc import Sequence
 
 from . import config as configuration
-from .errors import BridgeError
+from .errors import BridgeError, PortInUseError
 
 COMMANDS = ("serve", "install-triggers", "uninstall-triggers", "token", "status")
 _COMMON = ("database_url", "secret_key", "secret_key_file", "secret_key_fallbacks",
@@ -74,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "serve")
     parser = build_parser()
     args = parser.parse_args(args_list)
+    config: configuration.Config | None = None
     try:
         config = configuration.resolve(args)
         setup_logging(config.log_level, config.log_format)
@@ -81,7 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                          or bool(args.secret_key_fallbacks)))
         return _run(args, config)
     except BridgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # With Django settings (runbridge, --django-settings), name manage.py's fix.
+        django = bool(config.django_settings if config else getattr(args, "django_settings",
+                                                                     None))
+        print(f"error: {exc.for_user(django)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -89,10 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, config: configuration.Config) -> int:
     if args.command == "serve":
-        from .server import run
-
-        asyncio.run(run(config))
-        return 0
+        return _serve(config)
     from . import commands
 
     if args.command == "token":
@@ -116,6 +118,21 @@ def _warn(config: configuration.Config, on_command_line: bool) -> None:
         log.warning("a secret key is on the command line, where /proc/<pid>/cmdline shows it to"
                     " every local user: set BRIDGE_SECRET_KEY (BRIDGE_SECRET_KEY_FALLBACKS) or"
                     " use --secret-key-file instead")
+
+
+def _serve(config: configuration.Config) -> int:
+    from .server import run
+
+    try:
+        asyncio.run(run(config))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # asyncio names the address it failed on: the metrics port, or else the main one.
+        if config.metrics_port and f", {config.metrics_port})" in str(exc):
+            raise PortInUseError("127.0.0.1", config.metrics_port, "--metrics-port") from None
+        raise PortInUseError(config.host, config.port, "--port") from None
+    return 0
 
 
 class JsonFormatter(logging.Formatter):

@@ -16,6 +16,7 @@ import importlib
 import ipaddress
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -421,7 +422,8 @@ def _from_django(module_name: str, warnings: list[str]) -> dict[str, tuple[str, 
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"cannot import Django settings {module_name!r}: {exc}") from exc
+        raise ConfigError(f"cannot import Django settings {module_name!r}: {exc}"
+                          + _settings_import_hint(module_name, exc)) from exc
     where = f"Django settings {module_name}"
     values: dict[str, tuple[str, Any]] = {}
     bridge = getattr(module, "BRIDGE", {}) or {}
@@ -527,6 +529,22 @@ def _closest(key: str, valid: Sequence[str]) -> str:
     if match:
         return f"did you mean {by_fold[match[0]]!r}?"
     return "the valid keys are " + ", ".join(repr(name) for name in valid)
+
+
+def _settings_import_hint(module_name: str, exc: ImportError) -> str:
+    """Where Python looked for the settings, and what to set: the usual cause is a
+    daemon started outside the project's directory (systemd, cron, another shell)."""
+    missing = getattr(exc, "name", None) or ""
+    if missing and not (module_name + ".").startswith(missing + "."):
+        return f" (the settings import {missing!r}): install it where the bridge runs"
+    cwd = os.getcwd()
+    searched = (f"the working directory {cwd}"
+                if any(os.path.abspath(p or os.curdir) == cwd for p in sys.path)
+                else f"not the working directory {cwd}")
+    pythonpath = os.environ.get("PYTHONPATH") or "unset"
+    return (f" (searched {searched}, PYTHONPATH={pythonpath}): run it from the directory"
+            " that holds manage.py, or set PYTHONPATH to that directory (systemd:"
+            " WorkingDirectory= and Environment=PYTHONPATH=)")
 
 
 # DATABASES OPTIONS that Django's backend consumes itself; the rest are libpq's (sslmode...).

@@ -5,8 +5,9 @@ CLI, the Django management commands) catch one type and print its message::
 
     BridgeError
     ├── ConfigError        a flag, variable or setting is missing or wrong
-    │   └── WatchError     a BRIDGE["MODELS"] entry cannot be watched
-    │                      (raised by django_hooks.watch)
+    │   ├── WatchError     a BRIDGE["MODELS"] entry cannot be watched
+    │   │                  (raised by django_hooks.watch)
+    │   └── PortInUseError a port the daemon should listen on is taken
     ├── InstallError       install-triggers cannot do what was asked
     ├── DatabaseError      the database cannot serve the daemon (a standby,
     │   │                  a transaction-pooling proxy)
@@ -18,12 +19,18 @@ CLI, the Django management commands) catch one type and print its message::
 
 The first three stop a command or the daemon; the last two are answered to
 one client and the daemon goes on. Messages are lower case, say what to do,
-and carry no trailing period.
+and carry no trailing period. The fix depends on how the user runs the
+bridge: `for_user(django=True)` names the manage.py command or setting where
+a Django user has no Makefile, no table names and no BRIDGE_* variables.
 """
 
 
 class BridgeError(Exception):
     """Base class of every error that pg-notify-bridge reports to a user."""
+
+    def for_user(self, django: bool) -> str:
+        """The message, naming the fix for a Django project when `django` is true."""
+        return str(self)
 
 
 class ConfigError(BridgeError):
@@ -51,9 +58,36 @@ class NoSchemaError(DatabaseError):
 
     DEFAULT_FIX = ("run `python -m bridge install-triggers TABLE...` first"
                    " (`make install-triggers` from a checkout)")
+    DJANGO_FIX = ("run `python manage.py migrate` (it installs the triggers of"
+                  " BRIDGE['MODELS']) or `python manage.py bridge_install_triggers` first")
 
     def __init__(self, fix: str = DEFAULT_FIX):
+        self.fix = fix
         super().__init__(f"the database has no bridge schema: {fix}")
+
+    def for_user(self, django: bool) -> str:
+        """Under runbridge or --django-settings: manage.py's commands, not the CLI's."""
+        if django and self.fix == self.DEFAULT_FIX:
+            return f"the database has no bridge schema: {self.DJANGO_FIX}"
+        return str(self)
+
+
+class PortInUseError(ConfigError):
+    """A port the daemon should listen on is taken (often: the same daemon still running)."""
+
+    def __init__(self, host: str, port: int, flag: str) -> None:
+        self.flag = flag
+        self.key = flag.removeprefix("--").upper().replace("-", "_")
+        self.where = f"{host}:{port} is already in use (is another bridge still running?)"
+        super().__init__(f"{self.where}: stop it, or choose another port with {flag} or"
+                         f" BRIDGE_{self.key}")
+
+    def for_user(self, django: bool) -> str:
+        if not django:
+            return str(self)
+        once = "--port N" if self.flag == "--port" else f"-- {self.flag} N"
+        return (f"{self.where}: stop it, or set BRIDGE[{self.key!r}] in the settings"
+                f" (or run `python manage.py runbridge {once}`)")
 
 
 class TokenError(BridgeError):

@@ -137,9 +137,15 @@ class Daemon:
                 _no_websocket, "127.0.0.1", cfg.metrics_port,
                 process_request=self.http.route_metrics, server_header="pg-notify-bridge",
             )
+
+    async def announce_when_ready(self) -> None:
+        """Log "serving ..." once the listener is caught up (/readyz 200), not at bind:
+        a port that answers 503 while the database is unreachable is not serving."""
+        await self.listener.ready.wait()
+        if self._metrics_server is not None:
             logger.info("serving /metrics on http://127.0.0.1:%d/metrics", self.metrics_port)
-        logger.info("serving ws%s://%s:%d/v1 and legacy /", "s" if cfg.tls_cert else "",
-                    cfg.host, self.port)
+        logger.info("serving ws%s://%s:%d/v1 and legacy /", "s" if self.config.tls_cert else "",
+                    self.config.host, self.port)
 
     @property
     def port(self) -> int:
@@ -253,9 +259,13 @@ async def run(config: Config) -> None:
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+        # Only the main thread may; under runbridge's autoreloader the daemon runs in
+        # another thread and the reloader's own handlers end the process.
+        with contextlib.suppress(ValueError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal, sig)
     waiter = asyncio.create_task(daemon.wait())
     stopper = asyncio.create_task(stop.wait())
+    announce = asyncio.create_task(daemon.announce_when_ready())
     try:
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if waiter.done():
@@ -266,6 +276,7 @@ async def run(config: Config) -> None:
     finally:
         waiter.cancel()
         stopper.cancel()
+        announce.cancel()
         await daemon.stop()
     logger.info("stopped")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core import signing
@@ -14,7 +15,7 @@ from django.core.management.base import CommandError
 from bridge import install
 from bridge.auth import Verifier
 from django_hooks.triggers import raw_connection
-from tests.django_site import REPO, child_env, free_port, stop_process, wait_http
+from tests.django_site import REPO, child_env, free_port, http_ok, stop_process, wait_http
 
 
 def make_user(username: str):  # type: ignore[no-untyped-def]
@@ -172,7 +173,7 @@ def test_runbridge_argv_comes_from_django_settings(django_db: str) -> None:
 def test_runbridge_failure_is_a_command_error(django_db: str) -> None:
     """A daemon that cannot start makes runbridge fail with its exit status."""
     with pytest.raises(CommandError, match="the bridge exited with status"):
-        run("runbridge", "--", "--log-level", "LOUD")
+        run("runbridge", "--noreload", "--", "--log-level", "LOUD")
 
 
 def test_runbridge_serves_until_sigterm(db_url: str) -> None:
@@ -207,3 +208,23 @@ def test_migrate_says_which_triggers_it_installed_or_changed(django_db: str) -> 
     assert "bridge triggers" not in run("migrate", "-v0")
     assert watched_row() == ("example_task", "owner_id")
     assert "bridge triggers" not in run("migrate")
+
+
+def test_runbridge_restarts_when_the_settings_change(watched_db: str, tmp_path: Path) -> None:
+    """Like runserver, runbridge reloads on a settings edit: a new BRIDGE['PORT'] takes effect."""
+    first, second = free_port(), free_port()
+    settings = tmp_path / "reload_settings.py"
+    template = 'from example.settings import *\nBRIDGE = {{**BRIDGE, "PORT": {port}}}\n'
+    settings.write_text(template.format(port=first))
+    env = child_env(DATABASE_URL=watched_db, DJANGO_SETTINGS_MODULE="reload_settings")
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    proc = subprocess.Popen([sys.executable, "-m", "example", "runbridge"], env=env, cwd=REPO,
+                            start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{first}/readyz", proc)
+        settings.write_text(template.format(port=second))
+        wait_http(f"http://127.0.0.1:{second}/readyz", proc)
+        assert not http_ok(f"http://127.0.0.1:{first}/readyz")
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0

@@ -2,6 +2,9 @@
 
 Equivalent to ``python -m bridge serve --django-settings <settings>``: the
 key, the database and the BRIDGE dict come from Django; flags given here win.
+Like ``runserver`` it restarts when a Python file of the project changes
+(Django's autoreloader), so an edited BRIDGE dict takes effect at once;
+``--noreload`` turns that off, as production and process managers want.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils import autoreload
 
 from bridge.config import django_database_url
 
@@ -35,13 +39,23 @@ class Command(BaseCommand):
                             help="the database to listen on (default: default)")
         parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
         parser.add_argument("--port", help="port to listen on (default BRIDGE['PORT'] or 8765)")
+        parser.add_argument("--noreload", action="store_false", dest="use_reloader",
+                            help="do not restart when the settings or code change")
         parser.add_argument("daemon_args", nargs=argparse.REMAINDER,
                             help="more daemon flags after --, as `python -m bridge serve` takes")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        argv = self.argv(options)
+        if options.get("use_reloader"):
+            # The daemon runs in a thread of the reloaded child process, as runserver's
+            # server does; a changed file ends that process and a new one starts.
+            autoreload.run_with_reloader(self.serve, argv)
+        else:
+            self.serve(argv)
+
+    def serve(self, argv: list[str]) -> None:
         from bridge.__main__ import main
 
-        argv = self.argv(options)
         code = main(argv)
         if code:
             raise CommandError(f"the bridge exited with status {code}", returncode=code)
