@@ -7,7 +7,7 @@ import signal
 import time
 from typing import Any
 
-from tests.django_site import REPO, Site, log_in
+from tests.django_site import REPO, Site, free_port, log_in
 from tests.timing import scaled
 
 BRIDGE_JS = REPO / "django_hooks" / "static" / "django_hooks" / "bridge.js"
@@ -199,3 +199,30 @@ def test_dead_connection_is_found_by_ping(example_site: Site, page: Any) -> None
     page.wait_for_function(
         "document.getElementById('tasks').innerText.includes('after the stall')",
         timeout=DEADLINE_MS)
+
+
+HEAD_PAGE = """<!doctype html><html><head>
+<script>{bridge_js}</script>
+<script>
+  window.errors = [];
+  window.addEventListener("error", e => errors.push(e.message));
+  var bridge = PgBridge.connect("ws://127.0.0.1:{port}/v1", {{channels: ["notes"]}});
+  bridge.onState(state => document.body.dataset.bridge = state);
+  bridge.refetchOn("notes", () => {{ document.getElementById("list").textContent = "x"; }});
+  PgBridge.whenParsed(() => document.getElementById("list").dataset.loaded = "yes");
+</script>
+</head><body><ul id="list"></ul>{filler}</body></html>"""
+
+
+def test_snippet_in_head_waits_for_the_body(page: Any) -> None:
+    """The page snippet in <head> (document.body still null) throws nothing and sets state."""
+    html = HEAD_PAGE.format(bridge_js=BRIDGE_JS.read_text(), port=free_port(),
+                            filler="<p>filler</p>" * 2000)
+    page.route("http://page.test/", lambda route: route.fulfill(body=html,
+                                                                 content_type="text/html"))
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("http://page.test/")
+    page.wait_for_selector("body[data-bridge=offline]", timeout=DEADLINE_MS)
+    assert page.evaluate("document.getElementById('list').dataset.loaded") == "yes"
+    assert errors == [] and page.evaluate("errors") == []

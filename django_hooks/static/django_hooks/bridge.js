@@ -10,11 +10,14 @@
  *   bridge.refetchOn("tasks", function () { return fetch("/task-list")... },
  *                    {minInterval: 1000, burst: 3});
  *   bridge.onState(function (state) { ... });   // connecting, live, offline
+ *   PgBridge.whenParsed(load);                   // the page's own first load
  *
  * Why each part is here:
  * - Each channel remembers the position of the last frame it saw and resumes
  *   from it (`since`), so a reconnect replays what was missed, or the daemon
  *   says `resync` and the page refetches: never a silent gap.
+ * - Callbacks (refetch, events, state) run only once the document is parsed,
+ *   so the page's snippet works in <head> as well as at the end of <body>.
  * - The first `subscribed` of a channel refetches once: a change committed
  *   between the page render and the subscription would otherwise be lost.
  * - Reconnects wait a random time up to a capped exponential bound ("full
@@ -63,6 +66,33 @@
 
   function report(error) {
     if (root.console && root.console.error) root.console.error("bridge.js:", error);
+  }
+
+  function parsing() {
+    return !!(root.document && root.document.readyState === "loading" &&
+              root.document.addEventListener);
+  }
+
+  /* Run fn now, or once the document is parsed. A page's callbacks touch its
+   * elements (document.body, the list they render into), which do not exist
+   * yet while a snippet in <head> runs: every callback goes through here, so
+   * the snippet works wherever it is placed. */
+  function whenParsed(fn) {
+    if (!parsing()) { fn(); return; }
+    root.document.addEventListener("DOMContentLoaded", function () { fn(); });
+  }
+
+  /* A refetch function that waits for the parsed document, keeping its promise
+   * (the throttle waits on it to run one fetch at a time). */
+  function afterParse(fn) {
+    return function () {
+      if (!parsing()) return fn();
+      return new Promise(function (resolve, reject) {
+        whenParsed(function () {
+          try { resolve(fn()); } catch (error) { reject(error); }
+        });
+      });
+    };
   }
 
   /* A grant-like match: "tasks" covers "tasks" and "tasks:owner_id=7"; "*" covers all. */
@@ -170,10 +200,14 @@
       return this;
     },
 
-    /* Call fn(state) now and on every change of connecting / live / offline. */
+    /* Call fn(state) now (once the document is parsed) and on every change of
+     * connecting / live / offline. */
     onState: function (fn) {
+      var self = this;
       this._stateFns.push(fn);
-      fn(this.state);
+      whenParsed(function () {
+        try { fn(self.state); } catch (error) { report(error); }
+      });
       return this;
     },
 
@@ -182,7 +216,7 @@
     refetchOn: function (pattern, fn, options) {
       var minInterval = (options && options.minInterval != null) ? options.minInterval : 1000;
       var burst = (options && options.burst != null) ? options.burst : 3;
-      var entry = {pattern: pattern, trigger: throttle(fn, minInterval, burst)};
+      var entry = {pattern: pattern, trigger: throttle(afterParse(fn), minInterval, burst)};
       this._refetch.push(entry);
       for (var channel in this.subscribed) {
         if (this.subscribed[channel] && covers(pattern, channel)) { entry.trigger(); break; }
@@ -346,7 +380,9 @@
       if (frame.position != null) this.positions[channel] = frame.position;
       this._handlers.forEach(function (h) {
         if (covers(h.pattern, channel)) {
-          try { h.fn(frame); } catch (error) { report(error); }
+          whenParsed(function () {
+            try { h.fn(frame); } catch (error) { report(error); }
+          });
         }
       });
       this._refetchFor(channel);
@@ -356,7 +392,9 @@
       var channel = frame.channel;
       if (frame.position != null) this.positions[channel] = frame.position;
       this._resync.forEach(function (fn) {
-        try { fn(channel, frame); } catch (error) { report(error); }
+        whenParsed(function () {
+          try { fn(channel, frame); } catch (error) { report(error); }
+        });
       });
       this._refetchFor(channel);
     },
@@ -489,8 +527,13 @@
       if (state === this.state && this._stateSeen) return;
       this._stateSeen = true;
       this.state = state;
+      var self = this;
       this._stateFns.forEach(function (fn) {
-        try { fn(state); } catch (error) { report(error); }
+        // The state when it runs: calls deferred until the document is parsed
+        // all see the latest one, so the last call leaves the page right.
+        whenParsed(function () {
+          try { fn(self.state); } catch (error) { report(error); }
+        });
       });
     }
   };
@@ -499,6 +542,7 @@
     Client: Client,
     covers: covers,
     throttle: throttle,
+    whenParsed: whenParsed,
     client: null,
     /* connect(url, options), or connect(options) with options.url. */
     connect: function (url, options) {
