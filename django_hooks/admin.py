@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
 
-from . import admin_views
+from . import admin_views, conf
 from .models import Bridge
 
 
@@ -55,6 +55,7 @@ class BridgeAdmin(admin.ModelAdmin):
                                     current_app=self.admin_site.name),
             "refresh_seconds": admin_views.REFRESH_SECONDS,
             "urls": admin_views.metrics_urls(),
+            "own_daemon": not conf.get("METRICS_URLS"),
             "initial": admin_views.collect(),
             **(extra_context or {}),
         }

@@ -3,7 +3,9 @@
 Not from the database: clients, subscriptions, event rate and lag live in the
 daemons. `BRIDGE["METRICS_URLS"]` lists each daemon's metrics URL (its
 --metrics-port, on loopback or a private network); the Django server fetches
-them, so they never need to be reachable from a browser. The page's script
+them, so they never need to be reachable from a browser. Without it the page
+reads the one daemon the same settings configure (runbridge, or
+--django-settings), so it works out of the box. The page's script
 polls `collect()`'s JSON every few seconds and draws the rates itself.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from django.conf import settings
 
 from bridge.metrics import scrape
 
@@ -25,9 +29,26 @@ REFRESH_SECONDS = 3
 
 
 def metrics_urls() -> list[str]:
-    """BRIDGE["METRICS_URLS"]: a list of URLs, or one URL."""
+    """BRIDGE["METRICS_URLS"]: a list of URLs, or one URL; else the settings' own daemon."""
     urls = conf.get("METRICS_URLS") or []
+    if not urls:
+        return [own_metrics_url()]
     return [urls] if isinstance(urls, str) else [str(u) for u in urls]
+
+
+def own_metrics_url() -> str:
+    """/metrics of the daemon these settings configure: BRIDGE's METRICS_PORT (loopback,
+    as the daemon binds it), or else its HOST and PORT, where it serves /metrics itself."""
+    bridge = getattr(settings, "BRIDGE", None) or {}
+    if bridge.get("METRICS_PORT"):
+        return f"http://127.0.0.1:{int(bridge['METRICS_PORT'])}/metrics"
+    host = str(bridge.get("HOST") or "127.0.0.1")
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"  # listening everywhere: loopback reaches it
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if bridge.get("TLS_CERT") else "http"
+    return f"{scheme}://{host}:{int(conf.get('PORT'))}/metrics"
 
 
 def collect(urls: list[str] | None = None) -> dict[str, Any]:

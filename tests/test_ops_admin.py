@@ -89,7 +89,40 @@ def test_bridge_page_needs_the_view_permission(django_db: str) -> None:
         assert client.get(PAGE).status_code == 403
         assert client.get(PAGE + "metrics.json").status_code == 403
         page = staff_client(username="root").get(PAGE)
-        assert b'set <code>BRIDGE["METRICS_URLS"]</code>' in page.content  # says what to set
+        assert page.status_code == 200
+
+
+@pytest.mark.parametrize(("bridge", "url"), [
+    ({}, "http://127.0.0.1:8765/metrics"),
+    ({"PORT": 9001}, "http://127.0.0.1:9001/metrics"),
+    ({"PORT": 9001, "HOST": "0.0.0.0"}, "http://127.0.0.1:9001/metrics"),
+    ({"PORT": 9001, "HOST": "::1"}, "http://[::1]:9001/metrics"),
+    ({"PORT": 9001, "METRICS_PORT": 9101}, "http://127.0.0.1:9101/metrics"),
+    ({"METRICS_URLS": "http://10.0.0.5:9801/metrics"}, "http://10.0.0.5:9801/metrics"),
+])
+def test_metrics_urls_default_to_the_settings_own_daemon(
+    django_db: str, bridge: dict[str, Any], url: str
+) -> None:
+    """Without METRICS_URLS the page reads the daemon the same BRIDGE dict configures."""
+    from django_hooks import admin_views
+
+    with override_settings(BRIDGE=bridge):
+        assert admin_views.metrics_urls() == [url]
+
+
+def test_bridge_page_reads_its_own_daemon_without_metrics_urls(
+    django_db: str, metrics_daemon: BridgeProcess
+) -> None:
+    """With no METRICS_URLS the page reads the settings' daemon and says how to add others."""
+    port = int(metrics_daemon.metrics_url.rsplit(":", 1)[1].split("/")[0])
+    with subscriber(metrics_daemon), override_settings(BRIDGE={"METRICS_PORT": port}):
+        client = staff_client()
+        html = client.get(PAGE).content.decode()
+        assert f"Reading the daemon these settings configure, <code>{metrics_daemon.metrics_url}" \
+            in html and 'BRIDGE["METRICS_URLS"]' in html
+        data = client.get(PAGE + "metrics.json").json()
+    (daemon,) = data["daemons"]
+    assert daemon["ok"] and daemon["listener_up"] and data["totals"]["subscriptions"] == 1
 
 
 SEED = """
