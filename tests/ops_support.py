@@ -260,11 +260,14 @@ async def count_v1_clients(daemon: BridgeProcess) -> int:
 class Nginx:
     """Debian's nginx, as root in the foreground, with deploy/nginx's site on a loopback port."""
 
-    def __init__(self, upstreams: Sequence[int], port: int | None = None):
+    def __init__(self, upstreams: Sequence[int], port: int | None = None,
+                 site: str | None = None):
+        """`site` replaces deploy/nginx's (then `port` is where it proxies the daemon)."""
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pgnb-nginx-"))
-        site = render_nginx_site((DEPLOY / "nginx" / "pg-notify-bridge.conf").read_text(),
-                                 self.port, upstreams)
+        if site is None:
+            site = render_nginx_site((DEPLOY / "nginx" / "pg-notify-bridge.conf").read_text(),
+                                     self.port, upstreams)
         (self.dir / "site.conf").write_text(site)
         (self.dir / "nginx.conf").write_text(
             f"pid {self.dir}/nginx.pid;\n"
