@@ -330,3 +330,15 @@ def test_sqlite_with_watched_models_is_e006(tmp_path: Path, command: str) -> Non
     assert result.returncode != 0
     assert "django_hooks.E006" in result.stderr
     assert "python manage.py bridge_devdb" in result.stderr
+
+
+def test_runbridge_on_sqlite_names_bridge_devdb(tmp_path: Path) -> None:
+    """runbridge on SQLite refuses with the vendor and the bridge_devdb recipe."""
+    (tmp_path / "sqlite_settings.py").write_text(SQLITE_SETTINGS)
+    env = child_env(DJANGO_SETTINGS_MODULE="sqlite_settings")
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    result = subprocess.run([sys.executable, "-m", "django", "runbridge", "--noreload"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "database 'default' is sqlite, not PostgreSQL" in result.stderr
+    assert "python manage.py bridge_devdb" in result.stderr and "Traceback" not in result.stderr

@@ -26,7 +26,11 @@ def database_url(alias: str) -> str:
     """A libpq conninfo string for a Django database alias."""
     url = django_database_url(connections[alias].settings_dict)
     if connections[alias].vendor != "postgresql" or url is None:
-        raise CommandError(f"database {alias!r} is not PostgreSQL: the bridge needs PostgreSQL")
+        raise CommandError(
+            f"database {alias!r} is {connections[alias].vendor}, not PostgreSQL: the bridge"
+            " needs PostgreSQL 13 or later; `python manage.py bridge_devdb` starts a local one"
+            " for development and prints the DATABASES entry to use"
+        )
     return url
 
 
