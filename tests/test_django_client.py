@@ -298,13 +298,15 @@ def test_token_view_is_get_only(django_db: str, method: str) -> None:
 
 
 def test_metrics_urls_is_a_setting_with_a_default(django_db: str) -> None:
-    """BRIDGE['METRICS_URLS'] defaults to none, and the example lists its daemon's /metrics."""
+    """BRIDGE['METRICS_URLS'] defaults to none (the admin then reads the settings' own daemon),
+    and the example lists its daemon's /metrics."""
     from django.conf import settings
 
     from django_hooks import admin_views, conf
 
     with override_settings(BRIDGE={"MODELS": ["example.Task"]}):
-        assert conf.get("METRICS_URLS") == [] and admin_views.metrics_urls() == []
+        assert conf.get("METRICS_URLS") == []
+        assert admin_views.metrics_urls() == ["http://127.0.0.1:8765/metrics"]
     with override_settings(BRIDGE={"METRICS_URLS": "http://127.0.0.1:9801/metrics"}):
         assert admin_views.metrics_urls() == ["http://127.0.0.1:9801/metrics"]
     port = settings.BRIDGE["PORT"]
