@@ -26,6 +26,8 @@ REQUIRED = (
     "django_hooks/management/commands/bridge_devdb.py",
 )
 FORBIDDEN_TOP = ("tests/", "example/", "bench/", ".ci/", ".venv/", ".pgdata/")
+# The key `make demo` generates for a checkout (example/secretkey.py), wherever it lands.
+FORBIDDEN_NAMES = (".demo_secret_key",)
 # A Python file that hard-codes a key: the demo's settings, say.
 KEY_ASSIGNMENT = re.compile(rb"^\s*SECRET_KEY\s*=", re.M)
 
@@ -50,7 +52,8 @@ def sdist_members(dist: Dist) -> dict[str, bytes]:
 def problems(members: dict[str, bytes]) -> list[str]:
     """Required files missing, and files that must not ship."""
     found = [f"missing {name}" for name in REQUIRED if name not in members]
-    found += [f"ships {name}" for name in members if name.startswith(FORBIDDEN_TOP)]
+    found += [f"ships {name}" for name in members if name.startswith(FORBIDDEN_TOP)
+              or name.rsplit("/", 1)[-1] in FORBIDDEN_NAMES]
     found += [f"{name} assigns SECRET_KEY" for name, data in members.items()
               if name.endswith(".py") and KEY_ASSIGNMENT.search(data)]
     return found
@@ -78,10 +81,12 @@ def test_problems_finds_what_must_not_ship() -> None:
     """The archive check itself reports a test module, a demo key and a missing bridge.js."""
     members = {name: b"" for name in REQUIRED if not name.endswith("bridge.js")}
     members["tests/test_x.py"] = b""
+    members[".demo_secret_key"] = b"k"
     members["shop/settings.py"] = b'SECRET_KEY = "x"\n'
     assert problems(members) == [
         "missing django_hooks/static/django_hooks/bridge.js",
         "ships tests/test_x.py",
+        "ships .demo_secret_key",
         "shop/settings.py assigns SECRET_KEY",
     ]
 
