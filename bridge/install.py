@@ -27,9 +27,12 @@ from psycopg import sql
 from . import channels
 from .errors import InstallError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 NOTIFY_CHANNEL = "pg_notify_bridge"
 WATCHED_PAYLOAD = "watched"
+GUARD_KEY = 0x706E625F67756172  # "pnb_guar": one advisory key per database, for every daemon
+"""A daemon sleeping on LISTEN holds this key exclusively; writers NOTIFY only when they
+cannot take it shared (pg_try_advisory_xact_lock_shared never waits)."""
 PKS_CAP = 100
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 SCHEMA = "bridge"  # sql/schema.sql's schema: the log, the ticks and the capture functions
@@ -61,10 +64,37 @@ def schema_sql() -> str:
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create or upgrade the `bridge` schema; safe to run any number of times."""
+    """Create or upgrade the `bridge` schema; safe to run any number of times.
+
+    An upgrade from an older schema also regenerates the capture functions of
+    every table already watched, so the whole database gets the new triggers
+    (version 5: the NOTIFY guard) from one install-triggers run.
+    """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('pg_notify_bridge.install'))")
+        before = _schema_version(conn)
         conn.execute(schema_sql())
+        if before is not None and before < SCHEMA_VERSION:
+            _refresh_watched(conn)
+
+
+def _schema_version(conn: psycopg.Connection) -> int | None:
+    """The installed schema's version, or None when there is no bridge schema yet."""
+    if conn.execute("SELECT to_regclass('bridge.meta')").fetchone() == (None,):
+        return None
+    row = conn.execute("SELECT value FROM bridge.meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _refresh_watched(conn: psycopg.Connection) -> None:
+    """Regenerate the triggers of every watched table that still exists, as installed."""
+    rows = conn.execute(
+        "SELECT tbl, channel, channel_column FROM bridge.watched"
+        " WHERE to_regclass(tbl) IS NOT NULL"
+    ).fetchall()
+    for tbl, channel, column in rows:
+        for statement in plan(conn, tbl, channel=channel, channel_column=column):
+            conn.execute(statement)
 
 
 def resolve(conn: psycopg.Connection, table: str, *, to_watch: bool = True) -> Table:
@@ -308,7 +338,10 @@ _REFERENCING = {
 }
 _SOURCES = {"INSERT": ("bridge_new",), "UPDATE": ("bridge_new", "bridge_old"),
             "DELETE": ("bridge_old",)}
-_NOTIFY = sql.SQL("PERFORM pg_notify({ch}, '');").format(ch=sql.Literal(NOTIFY_CHANNEL))
+_NOTIFY = sql.SQL(
+    "IF NOT pg_try_advisory_xact_lock_shared({key}) THEN\n"
+    "    PERFORM pg_notify({ch}, '');\n  END IF;"
+).format(key=sql.Literal(GUARD_KEY), ch=sql.Literal(NOTIFY_CHANNEL))
 
 
 def _function_body(

@@ -6,6 +6,23 @@ the log. When either fails, both are dropped and reconnected with capped
 exponential backoff and full jitter, LISTEN is issued before catching up
 (so no commit can fall between the two), and /readyz is false meanwhile.
 There is no polling loop: the reader runs only when something woke it.
+
+A third connection holds the NOTIFY guard (guard.py), which decides whether
+writers NOTIFY at all. The daemon is in one of three modes:
+
+- waiting: it has asked for the guard key and reads on every wake-up. Writers
+  NOTIFY (a queued exclusive request fails their try-lock). Once the key is
+  granted, every writer that skipped its NOTIFY has ended, so one more read
+  sees all of their rows and the daemon sleeps.
+- sleeping: it holds the key and reads only when woken, one read per wake-up,
+  as before the guard. When DRAIN_AFTER reads in a row each found events and
+  ended with the next wake-up already pending, changes come faster than it
+  reads: it releases the key and drains.
+- draining: writers skip NOTIFY; the daemon reads back to back, and after
+  SLEEP_AFTER reads in a row found nothing it asks for the key again.
+
+At low rates the daemon therefore never leaves sleeping: no more reads per
+change than a NOTIFY-per-commit design, and no reads at all when idle.
 """
 
 from __future__ import annotations
@@ -23,6 +40,7 @@ import psycopg
 from psycopg import sql
 
 from .errors import DatabaseError
+from .guard import Guard
 from .install import NOTIFY_CHANNEL, WATCHED_PAYLOAD
 from .metrics import Metrics
 from .reader import Reader
@@ -34,6 +52,11 @@ STABLE_SESSION = 10.0
 """Seconds a session must stay up before its loss restarts the backoff from the base."""
 PROBE_PREFIX = "probe:"
 PROBE_TIMEOUT = 3.0
+DRAIN_AFTER = 3
+"""Busy reads in a row (events found, next wake-up already pending) before draining."""
+SLEEP_AFTER = 2
+"""Empty reads in a row, while draining, before asking for the guard key again."""
+WAITING, SLEEPING, DRAINING = "waiting", "sleeping", "draining"
 _KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                "keepalives_count": 3}
 
@@ -68,6 +91,11 @@ class Listener:
         self._woken_at: float | None = None
         self.backoff = Backoff()
         self._up_since: float | None = None
+        self.mode = WAITING
+        """The guard mode (see the module docstring); read by tests and metrics."""
+        self.read_mode = WAITING
+        """The mode in which the read under way (or the last one) began."""
+        self._own_pid = 0
 
     async def connect(self) -> psycopg.AsyncConnection:
         return await psycopg.AsyncConnection.connect(
@@ -100,6 +128,7 @@ class Listener:
         async with AsyncExitStack() as stack:
             listen_conn = await stack.enter_async_context(await self.connect())
             query_conn = await stack.enter_async_context(await self.connect())
+            guard_conn = await stack.enter_async_context(await self.connect())
             # A stamp must not be lost in a crash after its events went out, or the rows
             # would be stamped again (a duplicate, or a lower tick that readers skip).
             await query_conn.execute("SET synchronous_commit = on")
@@ -108,6 +137,13 @@ class Listener:
             await _probe_listen(listen_conn, query_conn)
             if self.connected_once.is_set():
                 self.metrics.listener_reconnects.inc()
+            self._own_pid = query_conn.info.backend_pid
+            # Ask for the key before the first read: writers NOTIFY from here on,
+            # and the read after the grant covers those that had skipped it.
+            guard = Guard(guard_conn, self._wake.set)
+            stack.push_async_callback(guard.close)
+            self._set_mode(WAITING)
+            guard.request()
             await self.reader.start(query_conn)
             self.connected_once.set()
             self._up_since = asyncio.get_running_loop().time()
@@ -117,18 +153,47 @@ class Listener:
             # one Event to wait on, no task created per wake-up.
             listen_task.add_done_callback(lambda _: self._wake.set())
             try:
-                while True:
-                    await self._wake.wait()
-                    if listen_task.done():
-                        listen_task.result()
-                        raise psycopg.OperationalError("the LISTEN connection ended")
-                    self._wake.clear()
-                    woken, self._woken_at = self._woken_at, None
-                    if await self.reader.catch_up(query_conn) and woken is not None:
-                        self.metrics.delivery_lag.observe(time.monotonic() - woken)
-                    self._set_ready(True)
+                await self._serve(query_conn, guard, listen_task)
             finally:
                 listen_task.cancel()
+
+    async def _serve(self, query_conn: psycopg.AsyncConnection, guard: Guard,
+                     listen_task: asyncio.Task[None]) -> None:
+        """Read on every wake-up (every turn while draining); switch modes as the rate asks."""
+        busy = empty = 0
+        while True:
+            if self.mode != DRAINING:
+                await self._wake.wait()
+            if listen_task.done():
+                listen_task.result()
+                raise psycopg.OperationalError("the LISTEN connection ended")
+            guard.check()
+            self._wake.clear()
+            if self.mode == WAITING and guard.held:
+                self._set_mode(SLEEPING)  # the read below begins after the grant
+                busy = 0
+            woken, self._woken_at = self._woken_at, None
+            self.read_mode = self.mode
+            found = await self.reader.catch_up(query_conn)
+            if found and woken is not None:
+                self.metrics.delivery_lag.observe(time.monotonic() - woken)
+            self._set_ready(True)
+            if self.mode == SLEEPING:
+                busy = busy + 1 if found and self._wake.is_set() else 0
+                if busy >= DRAIN_AFTER:
+                    await guard.release()
+                    self._set_mode(DRAINING)
+                    empty = 0
+            elif self.mode == DRAINING:
+                empty = 0 if found else empty + 1
+                if empty >= SLEEP_AFTER:
+                    self._set_mode(WAITING)
+                    guard.request()
+
+    def _set_mode(self, mode: str) -> None:
+        if mode != self.mode:
+            self.metrics.guard_switches.labels(mode=mode).inc()
+        self.mode = mode
 
     def wake(self) -> None:
         """Ask the reader to stamp and read now (a resume is waiting for a position)."""
@@ -138,6 +203,8 @@ class Listener:
         async for notify in conn.notifies():
             if notify.payload.startswith(PROBE_PREFIX):
                 continue  # another daemon checking its own LISTEN
+            if notify.pid == self._own_pid:
+                continue  # our own tick: we read it already
             if notify.payload == WATCHED_PAYLOAD:
                 self.reader.reload_watched = True
             if self._woken_at is None:  # the first commit since the last catch-up

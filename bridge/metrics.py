@@ -104,6 +104,10 @@ class Metrics:
                                     ["code"], registry=r)
         self.listener_reconnects = Counter("bridge_listener_reconnects",
                                            "Database reconnections of the listener", registry=r)
+        self.guard_switches = Counter(
+            "bridge_guard_switches", "Guard mode changes, by the mode entered: sleeping (holds"
+            " the key, writers NOTIFY), draining (writers skip NOTIFY), waiting (for the key)",
+            ["mode"], registry=r)
         self.listener_up = Gauge("bridge_listener_up", "1 while the listener is connected and"
                                  " caught up", registry=r)
         self.cursor_tick = Gauge("bridge_cursor_tick", "Tick of the newest event read", registry=r)

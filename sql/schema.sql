@@ -16,6 +16,10 @@
 -- Writers pay for one heap row and one entry in the small partial index
 -- log_unstamped; the position indexes only ever hold stamped rows, so the
 -- daemon pays for them when it stamps.
+--
+-- Wake-ups. A writer NOTIFYs only when it cannot take the guard key
+-- (install.GUARD_KEY) shared, that is while a daemon sleeps on LISTEN holding
+-- it exclusively or waits for it; docs/guarantees.md has the argument.
 
 CREATE SCHEMA IF NOT EXISTS bridge;
 
@@ -94,6 +98,9 @@ BEGIN
         RETURN NULL;
     END IF;
     INSERT INTO bridge.tick (tick) VALUES (t);
+    -- Wake the other daemons: a writer that skipped its NOTIFY (a daemon was
+    -- draining) may have woken nobody else, and they must read this tick too.
+    PERFORM pg_notify('pg_notify_bridge', 'tick');
     RETURN t;
 END
 $$;
@@ -138,5 +145,5 @@ BEGIN
 END
 $$;
 
-INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '4')
+INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '5')
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
