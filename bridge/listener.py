@@ -169,16 +169,19 @@ class Listener:
                 raise psycopg.OperationalError("the LISTEN connection ended")
             guard.check()
             self._wake.clear()
-            if self.mode == WAITING and guard.held:
-                self._set_mode(SLEEPING)  # the read below begins after the grant
-                busy = 0
+            # The read right after the grant is the last one of waiting: it sees every
+            # row of the writers that skipped their NOTIFY. Sleeping reads come after it.
+            granted = self.mode == WAITING and guard.held
             woken, self._woken_at = self._woken_at, None
             self.read_mode = self.mode
             found = await self.reader.catch_up(query_conn)
             if found and woken is not None:
                 self.metrics.delivery_lag.observe(time.monotonic() - woken)
             self._set_ready(True)
-            if self.mode == SLEEPING:
+            if granted:
+                self._set_mode(SLEEPING)
+                busy = 0
+            elif self.mode == SLEEPING:
                 busy = busy + 1 if found and self._wake.is_set() else 0
                 if busy >= DRAIN_AFTER:
                     await guard.release()
