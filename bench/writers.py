@@ -8,12 +8,15 @@ checkpoints) hits both sides alike; each side's number is the median.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from bridge import install
 
 from . import delivery
 from .env import (
@@ -32,28 +35,41 @@ from .load import Clients
 from .stats import summary_ms
 
 NOTIFY_LINE = "PERFORM pg_notify('pg_notify_bridge', '');"
+GUARD_LINE = f"IF NOT pg_try_advisory_xact_lock_shared({install.GUARD_KEY}) THEN"
 
 
-def _strip_notify(url: str) -> None:
-    """Rewrite the capture functions without their NOTIFY (an experiment: the log alone)."""
+def _rewrite_notify(url: str, replacement: str) -> None:
+    """Rewrite the capture functions' guarded NOTIFY (an experiment): `replacement` instead."""
+    guarded = f"{GUARD_LINE}\n    {NOTIFY_LINE}\n  END IF;"
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT p.oid::regprocedure::text, p.prosrc FROM pg_proc p JOIN bridge.watched w"
             " ON p.proname = ANY (w.functions) WHERE w.tbl = %s", (TABLE,)).fetchall()
         for name, body in rows:
-            assert NOTIFY_LINE in body, "the capture function changed: update NOTIFY_LINE"
+            assert guarded in body, "the capture function changed: update GUARD_LINE"
             conn.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql"
                                  " AS {}").format(sql.SQL(name.removesuffix("()")),
-                                                  sql.Literal(body.replace(NOTIFY_LINE, ""))))
+                                                  sql.Literal(body.replace(guarded, replacement))))
 
 
 VARIANTS = {
     "plain": "no triggers",
-    "triggers": "capture triggers (log row + NOTIFY)",
+    "triggers": "capture triggers (log row, guarded NOTIFY), no daemon: nobody holds the key",
+    "daemon": "capture triggers with a daemon attached (it shares the 2 cores)",
+    "notify_always": "capture triggers that NOTIFY every transaction (before the guard)",
+    "notify_always_daemon": "the same with a daemon attached",
     "log_only": "capture triggers without the NOTIFY (experiment)",
     "plain_async": "no triggers, synchronous_commit=off (experiment)",
     "triggers_async": "capture triggers, synchronous_commit=off (experiment)",
 }
+
+
+def _counter(daemon: Daemon | None, name: str) -> float:
+    """A counter of the daemon's /metrics (0 without a daemon)."""
+    if daemon is None:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in daemon.metrics().splitlines()
+               if line.startswith(name))
 
 
 def writer_cost(pg: Cluster, *, seconds: float, rounds: int, variants: list[str],
@@ -70,21 +86,41 @@ def writer_cost(pg: Cluster, *, seconds: float, rounds: int, variants: list[str]
     url = pg.create_database("bench_writers", triggers=False)
     tps: dict[str, dict[int, list[float]]] = {v: {n: [] for n in writers} for v in variants}
     cpu: dict[str, dict[int, list[float]]] = {v: {n: [] for n in writers} for v in variants}
+    daemon_cpu: dict[str, dict[int, list[float]]] = {v: {n: [] for n in writers}
+                                                     for v in variants if v.endswith("daemon")}
+    notifies: dict[str, dict[int, list[float]]] = {v: {n: [] for n in writers}
+                                                   for v in daemon_cpu}
+    drains: dict[str, dict[int, list[float]]] = {v: {n: [] for n in writers} for v in daemon_cpu}
     for _ in range(rounds):
         for n in writers:
             for variant in variants:
                 set_triggers(url, not variant.startswith("plain"))
                 if variant == "log_only":
-                    _strip_notify(url)
+                    _rewrite_notify(url, "")
+                elif variant.startswith("notify_always"):
+                    _rewrite_notify(url, NOTIFY_LINE)
                 reset_log(url)
                 env = {"PGOPTIONS": "-c synchronous_commit=off"} if variant.endswith(
                     "_async") else None
-                before = cluster_cpu_seconds(pg.datadir)
-                result = pgbench(pg, "bench_writers", clients=n, seconds=seconds, env=env)
-                time.sleep(0.2)  # let the backends exit, so their time is counted
+                with contextlib.ExitStack() as stack:
+                    daemon = stack.enter_context(Daemon(url)) if variant.endswith(
+                        "daemon") else None
+                    meter = CpuMeter([daemon.pid]).start() if daemon else None
+                    sent = _counter(daemon, "bridge_notifies_received_total")
+                    drained = _counter(daemon, 'bridge_guard_switches_total{mode="draining"}')
+                    before = cluster_cpu_seconds(pg.datadir)
+                    result = pgbench(pg, "bench_writers", clients=n, seconds=seconds, env=env)
+                    time.sleep(0.2)  # let the backends exit, so their time is counted
+                    spent = cluster_cpu_seconds(pg.datadir) - before
+                    txns = max(result.transactions, 1)
+                    if meter:
+                        daemon_cpu[variant][n].append(meter.stop() / txns * 1e6)
+                        notifies[variant][n].append(
+                            (_counter(daemon, "bridge_notifies_received_total") - sent) / txns)
+                        drains[variant][n].append(_counter(
+                            daemon, 'bridge_guard_switches_total{mode="draining"}') - drained)
                 tps[variant][n].append(result.tps)
-                cpu[variant][n].append((cluster_cpu_seconds(pg.datadir) - before)
-                                       / max(result.transactions, 1) * 1e6)
+                cpu[variant][n].append(spent / txns * 1e6)
     set_triggers(url, True)
     share: dict[str, dict[str, float]] = {}
     best: dict[str, dict[str, float]] = {}
@@ -102,6 +138,12 @@ def writer_cost(pg: Cluster, *, seconds: float, rounds: int, variants: list[str]
                          for v, by_n in tps.items()},
             "pg_cpu_us_per_txn": {v: {str(n): round(min(xs), 1) for n, xs in by_n.items()}
                                   for v, by_n in cpu.items()},
+            "daemon_cpu_us_per_txn": {v: {str(n): round(min(xs), 1) for n, xs in by_n.items()}
+                                      for v, by_n in daemon_cpu.items()},
+            "notifies_per_txn": {v: {str(n): round(statistics.median(xs), 5)
+                                     for n, xs in by_n.items()} for v, by_n in notifies.items()},
+            "drains_per_run": {v: {str(n): statistics.median(xs) for n, xs in by_n.items()}
+                               for v, by_n in drains.items()},
             "share_of_plain": share, "best_share_of_plain": best}
 
 

@@ -18,8 +18,9 @@ writers NOTIFY at all. The daemon is in one of three modes:
   as before the guard. When DRAIN_AFTER reads in a row each found events and
   ended with the next wake-up already pending, changes come faster than it
   reads: it releases the key and drains.
-- draining: writers skip NOTIFY; the daemon reads back to back, and after
-  SLEEP_AFTER reads in a row found nothing it asks for the key again.
+- draining: writers skip NOTIFY; the daemon reads back to back (at most one
+  read every DRAIN_INTERVAL), and after SLEEP_AFTER reads in a row found
+  nothing it asks for the key again.
 
 At low rates the daemon therefore never leaves sleeping: no more reads per
 change than a NOTIFY-per-commit design, and no reads at all when idle.
@@ -56,6 +57,10 @@ DRAIN_AFTER = 3
 """Busy reads in a row (events found, next wake-up already pending) before draining."""
 SLEEP_AFTER = 2
 """Empty reads in a row, while draining, before asking for the guard key again."""
+DRAIN_INTERVAL = 0.02
+"""Least seconds between the starts of two reads while draining. Each read is a stamping
+transaction with its own WAL flush; on a small machine back-to-back reads of one or two
+rows each take the CPU the writers need (bench/RESULTS.md, writer cost)."""
 WAITING, SLEEPING, DRAINING = "waiting", "sleeping", "draining"
 _KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                "keepalives_count": 3}
@@ -161,9 +166,13 @@ class Listener:
                      listen_task: asyncio.Task[None]) -> None:
         """Read on every wake-up (every turn while draining); switch modes as the rate asks."""
         busy = empty = 0
+        loop = asyncio.get_running_loop()
+        read_at = loop.time()
         while True:
             if self.mode != DRAINING:
                 await self._wake.wait()
+            else:
+                await asyncio.sleep(max(0.0, read_at + DRAIN_INTERVAL - loop.time()))
             if listen_task.done():
                 listen_task.result()
                 raise psycopg.OperationalError("the LISTEN connection ended")
@@ -174,6 +183,7 @@ class Listener:
             granted = self.mode == WAITING and guard.held
             woken, self._woken_at = self._woken_at, None
             self.read_mode = self.mode
+            read_at = loop.time()
             found = await self.reader.catch_up(query_conn)
             if found and woken is not None:
                 self.metrics.delivery_lag.observe(time.monotonic() - woken)
@@ -208,6 +218,7 @@ class Listener:
                 continue  # another daemon checking its own LISTEN
             if notify.pid == self._own_pid:
                 continue  # our own tick: we read it already
+            self.metrics.notifies.inc()
             if notify.payload == WATCHED_PAYLOAD:
                 self.reader.reload_watched = True
             if self._woken_at is None:  # the first commit since the last catch-up

@@ -104,6 +104,9 @@ class Metrics:
                                     ["code"], registry=r)
         self.listener_reconnects = Counter("bridge_listener_reconnects",
                                            "Database reconnections of the listener", registry=r)
+        self.notifies = Counter(
+            "bridge_notifies_received", "Notifications received on LISTEN (writers' wake-ups,"
+            " other daemons' ticks), not counting the daemon's own ticks", registry=r)
         self.guard_switches = Counter(
             "bridge_guard_switches", "Guard mode changes, by the mode entered: sleeping (holds"
             " the key, writers NOTIFY), draining (writers skip NOTIFY), waiting (for the key)",

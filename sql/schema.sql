@@ -98,9 +98,14 @@ BEGIN
         RETURN NULL;
     END IF;
     INSERT INTO bridge.tick (tick) VALUES (t);
-    -- Wake the other daemons: a writer that skipped its NOTIFY (a daemon was
-    -- draining) may have woken nobody else, and they must read this tick too.
-    PERFORM pg_notify('pg_notify_bridge', 'tick');
+    -- Wake the other daemons when one may be waiting for the guard key
+    -- (install.GUARD_KEY): queued behind a sleeping daemon, it would not read
+    -- the rows of writers that skipped their NOTIFY until its own grant. The
+    -- try-lock fails exactly while a daemon holds or waits for the key; when it
+    -- succeeds, a daemon that queues later is granted after this commit and reads.
+    IF NOT pg_try_advisory_xact_lock_shared(8101520941583262066) THEN
+        PERFORM pg_notify('pg_notify_bridge', 'tick');
+    END IF;
     RETURN t;
 END
 $$;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from bridge import install
 from bridge.errors import InstallError
+from tests.timing import wait_for
 
 
 def _cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -242,3 +244,65 @@ def test_cli_refuses_to_watch_the_bridge_schema(db_url: str) -> None:
         assert ("error: bridge.tick belongs to the bridge itself: watching it would log every"
                 " log write in an endless loop") in refused.stderr
         assert "CREATE TRIGGER" not in refused.stdout
+
+
+def _notifies_after_update(db_url: str) -> int:
+    """Commit one UPDATE of t from a fresh session; count the NOTIFYs a listener gets."""
+    with psycopg.connect(db_url, autocommit=True) as listen:
+        listen.execute("LISTEN pg_notify_bridge")
+        with psycopg.connect(db_url, autocommit=True) as writer:
+            writer.execute("UPDATE t SET owner = 'x' WHERE id = 1")
+        listen.execute("SELECT 1")  # notifications that arrived are read with this reply
+        return sum(1 for n in listen.notifies(timeout=0.5) if n.payload == "")
+
+
+def test_writers_notify_only_while_the_guard_key_is_held_or_awaited(db_url: str) -> None:
+    """A writer NOTIFYs while a session holds the guard key or waits for it, not otherwise."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, owner text)")
+        conn.execute("INSERT INTO t VALUES (1, 'a')")
+        install.install(conn, "t")
+    assert _notifies_after_update(db_url) == 0
+    with psycopg.connect(db_url, autocommit=True) as daemon:
+        daemon.execute("SELECT pg_advisory_lock(%s)", (install.GUARD_KEY,))
+        assert _notifies_after_update(db_url) == 1
+    # A writer holding the key shared keeps a waiting daemon out; later writers NOTIFY.
+    with psycopg.connect(db_url) as long_writer, \
+            psycopg.connect(db_url, autocommit=True) as daemon:
+        long_writer.execute("SELECT pg_advisory_xact_lock_shared(%s)", (install.GUARD_KEY,))
+        daemon.execute("SET lock_timeout = '60s'")
+        daemon.pgconn.send_query(f"SELECT pg_advisory_lock({install.GUARD_KEY})".encode())
+        with psycopg.connect(db_url, autocommit=True) as probe:
+            asyncio.run(wait_for(lambda: probe.execute(
+                "SELECT cardinality(pg_blocking_pids(%s)) > 0", (daemon.info.backend_pid,)
+            ).fetchone() == (True,), what="the daemon's request for the key to be queued"))
+        assert _notifies_after_update(db_url) == 1
+        long_writer.execute("UPDATE t SET owner = 'y' WHERE id = 1")  # never waits
+        long_writer.commit()
+        while daemon.pgconn.get_result() is not None:
+            pass
+
+
+def test_stamp_uses_the_guard_key_of_the_triggers() -> None:
+    """sql/schema.sql spells the same guard key as install.GUARD_KEY."""
+    assert f"pg_try_advisory_xact_lock_shared({install.GUARD_KEY})" in install.schema_sql()
+
+
+def test_upgrade_regenerates_every_watched_tables_capture(db_url: str) -> None:
+    """install-triggers on one table upgrades an older schema's capture of the other tables."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE b (id int PRIMARY KEY)")
+        install.install(conn, "a")
+        install.install(conn, "b")
+        # What schema 4 installed: a NOTIFY in every transaction.
+        conn.execute("UPDATE bridge.meta SET value = '4' WHERE key = 'schema_version'")
+        fn = install.function_name(install.resolve(conn, "a"), "TRUNCATE")
+        conn.execute(f"CREATE OR REPLACE FUNCTION bridge.{fn}() RETURNS trigger LANGUAGE plpgsql"
+                     " AS $$BEGIN PERFORM pg_notify('pg_notify_bridge', ''); RETURN NULL; END$$")
+        install.install(conn, "b")
+        body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", (fn,)).fetchone()
+        version = conn.execute(
+            "SELECT value FROM bridge.meta WHERE key = 'schema_version'").fetchone()
+    assert body is not None and "pg_try_advisory_xact_lock_shared" in body[0]
+    assert version == (str(install.SCHEMA_VERSION),)
