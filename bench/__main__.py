@@ -32,8 +32,10 @@ PLANS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "latency_parts": ({"events": 100}, {"events": 300}),
     "ingest": ({"seconds": 4}, {"seconds": 15}),
     "idle": ({"breakdown": False}, {"breakdown": True}),
-    "writer_cost": ({"seconds": 2, "rounds": 1, "variants": ["plain", "triggers"]},
-                    {"seconds": 4, "rounds": 5, "variants": list(writers.VARIANTS)}),
+    "writer_cost": ({"seconds": 2, "rounds": 1, "variants": ["plain", "triggers", "daemon"]},
+                    {"seconds": 4, "rounds": 5, "variants": [
+                        "plain", "triggers", "daemon", "notify_always", "notify_always_daemon",
+                        "log_only"]}),
     "writer_latency": ({"seconds": 3}, {"seconds": 10}),
     "bulk": ({"repeats": 5}, {"repeats": 15}),
     "breakdown": ({}, {"seconds": 3, "rounds": 3, "repeats": 9}),
