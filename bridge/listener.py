@@ -190,10 +190,12 @@ class Listener:
             self._set_ready(True)
             if granted:
                 self._set_mode(SLEEPING)
+                await _say_sleeping(query_conn, True)
                 busy = 0
             elif self.mode == SLEEPING:
                 busy = busy + 1 if found and self._wake.is_set() else 0
                 if busy >= DRAIN_AFTER:
+                    await _say_sleeping(query_conn, False)
                     await guard.release()
                     self._set_mode(DRAINING)
                     empty = 0
@@ -233,6 +235,16 @@ class Listener:
         else:
             self.ready.clear()
         self.metrics.listener_up.set(1 if ready else 0)
+
+
+async def _say_sleeping(conn: psycopg.AsyncConnection, sleeping: bool) -> None:
+    """Tell bridge.stamp() on this session whether the daemon holds the key and sleeps.
+
+    A sleeping daemon's ticks wake no other daemon (every writer NOTIFYs while it
+    holds the key), which spares a NOTIFY and its echo per read at low rates.
+    """
+    await conn.execute("SELECT set_config('pg_notify_bridge.sleeping', %s, false)",
+                       ("on" if sleeping else "off",))
 
 
 async def _refuse_standby(conn: psycopg.AsyncConnection) -> None:

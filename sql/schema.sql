@@ -103,7 +103,10 @@ BEGIN
     -- the rows of writers that skipped their NOTIFY until its own grant. The
     -- try-lock fails exactly while a daemon holds or waits for the key; when it
     -- succeeds, a daemon that queues later is granted after this commit and reads.
-    IF NOT pg_try_advisory_xact_lock_shared(8101520941583262066) THEN
+    -- A sleeping daemon (its session says so) skips it: while it holds the key
+    -- every writer NOTIFYs, so the others were woken by the same NOTIFYs.
+    IF current_setting('pg_notify_bridge.sleeping', true) IS DISTINCT FROM 'on'
+       AND NOT pg_try_advisory_xact_lock_shared(8101520941583262066) THEN
         PERFORM pg_notify('pg_notify_bridge', 'tick');
     END IF;
     RETURN t;

@@ -59,6 +59,7 @@ class Record:
 class Reads:
     """What one daemon's reads published: how often each row, and in which mode first."""
 
+    daemon: Daemon
     found_in: dict[int, str] = field(default_factory=dict)
     published: Counter[int] = field(default_factory=Counter)
 
@@ -69,7 +70,7 @@ class Reads:
 
 def watch_reads(daemon: Daemon) -> Reads:
     """Note, for each published row, the mode in which the read that found it began."""
-    reads = Reads()
+    reads = Reads(daemon)
     hub, lst = daemon.listener.reader.hub, daemon.listener
     publish = hub.publish
 
@@ -123,7 +124,7 @@ async def all_published(record: Record, *reads: Reads) -> None:
 
 async def random_workload(url: str, record: Record, rng: random.Random, bursts: int,
                           *reads: Reads) -> None:
-    """Bursts of 1-8 writers, single commits and trickles; a long transaction every 6th."""
+    """Bursts of 2-8 writers, single commits and trickles; a long transaction every 6th."""
     conns = [await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(9)]
     try:
         for burst in range(bursts):
@@ -133,8 +134,8 @@ async def random_workload(url: str, record: Record, rng: random.Random, bursts: 
             if burst % 6 == 0:  # a long transaction stays open through this whole burst
                 long_task = asyncio.create_task(transaction(conns[8], record, rng, hold=hold))
             if kind == "burst":
-                writers = rng.randint(1, 8)
-                commits = rng.randint(20, 150)
+                writers = rng.randint(2, 8)
+                commits = rng.randint(30, 150)
 
                 async def write(conn: psycopg.AsyncConnection, n: int) -> None:
                     for _ in range(n):
@@ -150,8 +151,11 @@ async def random_workload(url: str, record: Record, rng: random.Random, bursts: 
             hold.set()
             if long_task is not None:
                 await long_task
-            # A pause: nothing else will wake a daemon, so a lost wake-up shows here.
+            # A pause: nothing else will wake a daemon, so a lost wake-up shows here. It
+            # lasts until no daemon drains: the next burst finds them asleep or waiting.
             await all_published(record, *reads)
+            await wait_for(lambda: all(r.daemon.listener.mode != listener.DRAINING
+                                       for r in reads), scaled(30), what="the daemons to rest")
     finally:
         for conn in conns:
             await conn.close()
@@ -167,7 +171,7 @@ async def test_random_bursts_lose_no_wake_up(
     client = ResumeClient(v1_url(daemon), token(1, CHANNEL), [CHANNEL])
     await client.start()
     try:
-        await random_workload(watched_db, record, random.Random(14), 24, reads)
+        await random_workload(watched_db, record, random.Random(14), 36, reads)
         await wait_for(lambda: len(client.events) == sum(record.committed.values()), scaled(30),
                        what="every committed row delivered to the client")
     finally:
