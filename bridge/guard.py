@@ -9,8 +9,9 @@ Taking the key again waits until every writer that skipped its NOTIFY has
 ended, and PostgreSQL's lock manager makes a try-lock fail while an exclusive
 request waits, so writers NOTIFY again from the moment the request is queued.
 The wait runs as a task on this connection: the LISTEN connection keeps
-answering notifications meanwhile, and nothing polls. A session lock dies with
-its connection, so a daemon that dies (or loses this connection) cannot leave
+answering notifications meanwhile (and the listener reads on its own, at
+most once a second, while the wait lasts: see listener.py). A session lock
+dies with its connection, so a daemon that dies (or loses this connection) cannot leave
 writers without wake-ups; the task also watches the connection while the key
 is held, so losing it ends the daemon's session at once.
 """

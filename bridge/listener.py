@@ -5,7 +5,9 @@ holds its connection, so it can run no query), the other stamps and reads
 the log. When either fails, both are dropped and reconnected with capped
 exponential backoff and full jitter, LISTEN is issued before catching up
 (so no commit can fall between the two), and /readyz is false meanwhile.
-There is no polling loop: the reader runs only when something woke it.
+The reader runs only when something woke it, with one exception that
+lasts only as long as a writer transaction that skipped its NOTIFY stays
+open (see "waiting" below).
 
 A third connection holds the NOTIFY guard (guard.py), which decides whether
 writers NOTIFY at all. The daemon is in one of three modes:
@@ -13,7 +15,9 @@ writers NOTIFY at all. The daemon is in one of three modes:
 - waiting: it has asked for the guard key and reads on every wake-up. Writers
   NOTIFY (a queued exclusive request fails their try-lock). Once the key is
   granted, every writer that skipped its NOTIFY has ended, so one more read
-  sees all of their rows and the daemon sleeps.
+  sees all of their rows and the daemon sleeps. Until then it also reads on
+  its own, backing off from 20 ms to WAITING_READ_CAP: a writer that skipped
+  and commits while another that skipped stays open has nobody to wake it.
 - sleeping: it holds the key and reads only when woken, one read per wake-up,
   as before the guard. When DRAIN_AFTER reads in a row each found events and
   ended with the next wake-up already pending, changes come faster than it
@@ -61,6 +65,12 @@ DRAIN_INTERVAL = 0.02
 """Least seconds between the starts of two reads while draining. Each read is a stamping
 transaction with its own WAL flush; on a small machine back-to-back reads of one or two
 rows each take the CPU the writers need (bench/RESULTS.md, writer cost)."""
+WAITING_READ_CAP = 1.0
+"""Longest gap, in seconds, between two reads while the guard key is asked for and not yet
+granted. Such a wait lasts only while a transaction that skipped its NOTIFY stays open; a
+writer that skipped beside it and committed meanwhile has no NOTIFY to wake the daemon,
+so the daemon reads on its own, 20 ms after asking, then twice as long each time, up to
+this: its rows are late by at most a second, never until the long transaction ends."""
 WAITING, SLEEPING, DRAINING = "waiting", "sleeping", "draining"
 _KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                "keepalives_count": 3}
@@ -168,11 +178,16 @@ class Listener:
         busy = empty = 0
         loop = asyncio.get_running_loop()
         read_at = loop.time()
+        pause = DRAIN_INTERVAL
         while True:
-            if self.mode != DRAINING:
-                await self._wake.wait()
-            else:
+            if self.mode == DRAINING:
                 await asyncio.sleep(max(0.0, read_at + DRAIN_INTERVAL - loop.time()))
+            elif self.mode == WAITING and not guard.held:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), pause)
+                pause = min(pause * 2, WAITING_READ_CAP)
+            else:
+                await self._wake.wait()
             if listen_task.done():
                 listen_task.result()
                 raise psycopg.OperationalError("the LISTEN connection ended")
@@ -204,6 +219,7 @@ class Listener:
                 if empty >= SLEEP_AFTER:
                     self._set_mode(WAITING)
                     guard.request()
+                    pause = DRAIN_INTERVAL
 
     def _set_mode(self, mode: str) -> None:
         if mode != self.mode:

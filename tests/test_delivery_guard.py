@@ -6,8 +6,9 @@ every log row, the mode in which the read that first published it began. A
 row whose writer skipped its NOTIFY must be found by a read of draining, or
 by the read that follows the grant of the key (the last read of waiting),
 never by a sleeping read: a sleeping read woken by some later NOTIFY would
-mean its own wake-up was lost and only found late. The daemon has no timer,
-so a lost wake-up at the end of a burst would never be delivered at all.
+mean its own wake-up was lost and only found late. A sleeping daemon reads
+only when woken, so a lost wake-up at the end of a burst would never be
+delivered at all.
 """
 
 from __future__ import annotations
@@ -334,3 +335,29 @@ async def _held_by_another(url: str, old: int) -> bool:
 
 async def _waited_by_another(url: str, old: int) -> bool:
     return [(pid != old, granted) for pid, granted in await key_requests(url)] == [(True, False)]
+
+
+async def test_a_writer_that_skipped_beside_a_long_one_is_read_without_another_write(
+        start_daemon: Callable[..., Awaitable[Daemon]], watched_db: str) -> None:
+    """Two writers skipped their NOTIFY; the short one commits while the long one stays open
+    and nothing else is written: the waiting daemon still reads the short one's row."""
+    long_conn, long_row = await open_skipping_writer(watched_db)
+    short_conn, short_row = await open_skipping_writer(watched_db)
+    daemon = await start_daemon()
+    reads = watch_reads(daemon)
+    try:
+        assert daemon.listener.mode == listener.WAITING
+        await short_conn.execute("COMMIT")  # no NOTIFY: it holds the key shared
+        record = Record(committed=Counter({short_row: 1}), skipped={short_row})
+        await all_published(record, reads)  # no other write will wake the daemon
+        assert daemon.listener.mode == listener.WAITING  # the long writer is still open
+        await long_conn.execute("COMMIT")
+        record.committed[long_row] += 1
+        record.skipped.add(long_row)
+        await all_published(record, reads)
+        await wait_for(lambda: daemon.listener.mode == listener.SLEEPING, scaled(10),
+                       what="the daemon to sleep once the long writer ended")
+        assert reads.late(record) == []
+    finally:
+        await short_conn.close()
+        await long_conn.close()
