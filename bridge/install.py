@@ -344,19 +344,10 @@ _NOTIFY = sql.SQL(
 ).format(key=sql.Literal(GUARD_KEY), ch=sql.Literal(NOTIFY_CHANNEL))
 
 
-def _function_body(
-    info: Table, op: str, channel: str, column: str | None, cap: int
-) -> sql.Composed:
-    """PL/pgSQL for one table and operation: static SQL, one log row per channel."""
-    tbl, opl = sql.Literal(info.qualified), sql.Literal(op)
-    if op == "TRUNCATE":
-        return sql.SQL(
-            "BEGIN\n"
-            "  INSERT INTO bridge.log (channel, tbl, op, pks, count)"
-            " VALUES ({ch}, {tbl}, 'TRUNCATE', NULL, 0);\n"
-            "  {notify}\n  RETURN NULL;\nEND"
-        ).format(ch=sql.Literal(channel), tbl=tbl, notify=_NOTIFY)
-    sources = _SOURCES[op]
+def _rows_and_key(info: Table, sources: tuple[str, ...],
+                  column: str | None) -> tuple[sql.Composed, sql.Composed]:
+    """The changed rows (key and channel column) of the transition tables, and their key as
+    JSON: a string for a one-column key, an array of strings for a composite one."""
     wanted = [*info.pk_columns, *([column] if column else [])]
     rows = sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT {cols} FROM {src}").format(
@@ -372,6 +363,23 @@ def _function_body(
                 sql.SQL("r.{}::text").format(sql.Identifier(c)) for c in info.pk_columns
             )
         )
+    return rows, key
+
+
+def _function_body(
+    info: Table, op: str, channel: str, column: str | None, cap: int
+) -> sql.Composed:
+    """PL/pgSQL for one table and operation: static SQL, one log row per channel."""
+    tbl, opl = sql.Literal(info.qualified), sql.Literal(op)
+    if op == "TRUNCATE":
+        return sql.SQL(
+            "BEGIN\n"
+            "  INSERT INTO bridge.log (channel, tbl, op, pks, count)"
+            " VALUES ({ch}, {tbl}, 'TRUNCATE', NULL, 0);\n"
+            "  {notify}\n  RETURN NULL;\nEND"
+        ).format(ch=sql.Literal(channel), tbl=tbl, notify=_NOTIFY)
+    sources = _SOURCES[op]
+    rows, key = _rows_and_key(info, sources, column)
     distinct = sql.SQL("DISTINCT " if len(sources) > 1 else "")
     parts = [
         sql.SQL(
