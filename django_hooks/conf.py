@@ -102,3 +102,50 @@ def watched() -> list[Watched]:
 def _options(opts: Any) -> dict[str, Any]:
     opts = dict(opts or {})
     return {"channel": opts.get("channel"), "channel_column": opts.get("channel_column")}
+
+
+def channel_for(name: str) -> str:
+    """The channel a template, refetchOn() or the token view means by `name`.
+
+    A model label (``"orders.Order"``, any case, optionally with a row suffix
+    ``":owner_id=7"``) becomes its watched model's channel, as BRIDGE['MODELS']
+    names it; anything else is taken as a channel name as before, so table
+    names keep working. A label of an installed model that is not watched is
+    an error naming the fix: silently subscribing to a channel nobody fills
+    would leave the page stale forever. This is the only place labels become
+    channels: the tags, the token view and {% live %} all call it.
+    """
+    from . import watch  # watch imports this module
+
+    head, sep, rest = name.partition(":")
+    entry = _watched_by_label().get(head.lower())
+    if entry is None:
+        if not _is_model_label(head):
+            if "." in head and head != head.lower():
+                raise watch.WatchError(
+                    f"{head!r} is not an installed model: write a model label as"
+                    " \"app_label.ModelName\" (see INSTALLED_APPS), or a channel name"
+                )
+            return name
+        raise watch.WatchError(
+            f"{head!r} is a model but not in BRIDGE['MODELS']: add it there (with its"
+            " channel options) so it gets triggers and a channel"
+        )
+    return watch.resolve(entry).channel + sep + rest
+
+
+def _watched_by_label() -> dict[str, Watched]:
+    return {entry.label.lower(): entry for entry in watched()}
+
+
+def _is_model_label(name: str) -> bool:
+    """Whether `name` is "app_label.ModelName" of an installed model."""
+    from django.apps import apps
+
+    if name.count(".") != 1:
+        return False
+    try:
+        apps.get_model(name)
+    except (LookupError, ValueError):
+        return False
+    return True

@@ -11,15 +11,19 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import conf, cookies, tokens
+from . import conf, cookies, tokens, watch
 
 
 @never_cache
 @require_GET
 def token(request: HttpRequest) -> JsonResponse:
-    """`?channel=a&channel=b` → {"token", "channels", "expires_in"}; 403 when nothing is granted."""
+    """`?channel=a&channel=orders.Order` → {"token", "channels", "expires_in"}; model labels
+    name their channels; 400 for a label that is not watched, 403 when nothing is granted."""
     requested = request.GET.getlist("channel") or tokens.cookie_channels()
-    requested = [base for name in requested for base in [name.partition(":")[0]]]
+    try:
+        requested = [conf.channel_for(name).partition(":")[0] for name in requested]
+    except watch.WatchError as exc:
+        return JsonResponse({"error": "bad_channel", "message": str(exc)}, status=400)
     value, granted = tokens.for_user(request.user, dict.fromkeys(requested))
     if value is None:
         return JsonResponse({"error": "forbidden", "channels": []}, status=403)

@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"\n  Task page:      {base}/tasks/   (the original snippet, unchanged)\n"
             f"  bridge.js page: {base}/live/\n"
+            f"  Live region:    {base}/region/   ({{% live %}}, no script of its own)\n"
+            f"  htmx page:      {base}/htmx/\n"
             f"  Admin:          {base}/admin/\n"
             f"  Log in as {ADMIN[0]} / {ADMIN[1]} (demo only; bob / bob sees other rows).\n"
             f"  Edit a task in the admin, in psql or in a second tab: open pages update.\n"

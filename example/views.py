@@ -34,5 +34,26 @@ def live(request: HttpRequest) -> HttpResponse:
     return render(request, "example/live.html")
 
 
+@login_required
+def region(request: HttpRequest) -> HttpResponse:
+    """A live region: the rows rendered by Django, kept current by {% live %} alone."""
+    return render(request, "example/region.html",
+                  {"tasks": Task.objects.filter(owner=request.user)})
+
+
+@login_required
+def htmx_page(request: HttpRequest) -> HttpResponse:
+    """The same rows on htmx: hx-get refetches task_rows on bridge:change."""
+    return render(request, "example/htmx.html",
+                  {"tasks": Task.objects.filter(owner=request.user)})
+
+
+@login_required
+def task_rows(request: HttpRequest) -> HttpResponse:
+    """The rows alone: the partial view htmx (or {% live src=... %}) refetches."""
+    return render(request, "example/task_rows.html",
+                  {"tasks": Task.objects.filter(owner=request.user)})
+
+
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("tasks")

@@ -20,6 +20,9 @@
  *   so the page's snippet works in <head> as well as at the end of <body>.
  * - The first `subscribed` of a channel refetches once: a change committed
  *   between the page render and the subscription would otherwise be lost.
+ *   Channels rendered into the page ({% live %}, {% live_attrs %}) instead
+ *   start from the page's render position (`since`): the daemon replays what
+ *   the render missed, and a page that missed nothing fetches nothing.
  * - Reconnects wait a random time up to a capped exponential bound ("full
  *   jitter"), so a restarted daemon is not hit by every tab at once.
  * - A dead TCP connection can look open for minutes: an application ping
@@ -41,8 +44,21 @@
  *   made most changes at one per second wait for its end (p50 staleness
  *   ~0.5 s against 8 ms measured with the bucket, bench/RESULTS.md).
  *
+ * Live regions ({% live "orders.Order" %}...{% endlive %}): each region's
+ * HTML is refetched from its src (default: the page's own URL, the region
+ * taken out of the response by id) and morphed in place with idiomorph,
+ * keeping focus, scroll and what the user typed; regions sharing a src share
+ * one fetch and one token bucket, so they cost what refetchOn() costs. An
+ * element with data-bridge-on ({% live_attrs %}) gets a throttled, non-bubbling
+ * `bridge:change` event instead (hx-trigger="bridge:change" for htmx), and the
+ * document gets one `bridge:change` per event or resync, unthrottled, with
+ * {channel, op, pks, position, table, count} (op "RESYNC" with a reason).
+ *
  * {% bridge_client %} renders a config and loads this file with data-config;
- * it then connects on its own and the client is PgBridge.client.
+ * it then connects on its own and the client is PgBridge.client. Pages with
+ * live regions load it deferred; either way the client connects once the
+ * page is parsed, with the last config in the page (each tag's token covers
+ * every channel named before it).
  */
 (function (root) {
   "use strict";
@@ -56,7 +72,11 @@
     pingInterval: 25000,  // send a ping after this much silence (ms)
     pongTimeout: 10000,   // no frame within this after a ping: the connection is dead
     openTimeout: 10000,   // a handshake that hangs this long is given up
-    authTimeout: 10000    // no `authenticated` within this: reconnect
+    authTimeout: 10000,   // no `authenticated` within this: reconnect
+    labels: {},           // model label -> its channels, from the Django tags
+    live: [],             // channels rendered into the page at `since`
+    since: null,          // the page's render position
+    start: true           // false: connect only when start() is called
   };
 
   /* A monotonic clock where there is one: a wall clock stepped back would stall the throttle. */
@@ -99,6 +119,15 @@
   function covers(pattern, channel) {
     if (pattern === "*" || pattern === channel) return true;
     return pattern.indexOf(":") < 0 && channel.indexOf(pattern + ":") === 0;
+  }
+
+  function patternsOf(pattern) {
+    return Array.isArray(pattern) ? pattern : [pattern];
+  }
+
+  function coversAny(patterns, channel) {
+    for (var i = 0; i < patterns.length; i++) if (covers(patterns[i], channel)) return true;
+    return false;
   }
 
   function defaultUrl(options) {
@@ -162,6 +191,7 @@
     var key;
     for (key in DEFAULTS) opts[key] = DEFAULTS[key];
     for (key in options || {}) if (options[key] !== undefined) opts[key] = options[key];
+    opts.labels = {};  // filled by _adopt, never the shared default
     this.url = url || defaultUrl(opts);
     this.options = opts;
     this.token = opts.token;
@@ -181,16 +211,51 @@
     this._authTimer = null;
     this._needToken = !this.token && !!opts.tokenUrl;
     this._closed = false;
+    this._started = false;
     this._ws = null;
-    (opts.channels || []).forEach(this._want, this);
+    this.lastChange = null;  // the detail of the newest bridge:change
+    this._adopt(options || {});
     this._listen();
-    this._open();
+    if (opts.start) this.start();
   }
 
   Client.prototype = {
+    /* Connect (once): for a client made with {start: false}. */
+    start: function () {
+      if (this._started || this._closed) return this;
+      this._started = true;
+      this._open();
+      return this;
+    },
+
+    /* Take a later config of the same page: its token covers more channels, its live
+     * channels resume from the render position. Only before start(). */
+    _adopt: function (config) {
+      var self = this;
+      if (config.token) this.token = config.token;
+      this._needToken = !this.token && !!this.options.tokenUrl;
+      (config.channels || []).forEach(this._want, this);
+      for (var label in config.labels || {}) this.options.labels[label] = config.labels[label];
+      if (config.since != null) {
+        (config.live || []).forEach(function (channel) {
+          self._want(channel);
+          if (self.positions[channel] == null) self.positions[channel] = config.since;
+        });
+      }
+    },
+
+    /* A model label from the tags ("orders.Order") stands for its channels. */
+    _patterns: function (pattern) {
+      var labels = this.options.labels || {}, result = [];
+      patternsOf(pattern).forEach(function (p) {
+        result = result.concat(Object.prototype.hasOwnProperty.call(labels, p) ? labels[p] : [p]);
+      });
+      return result;
+    },
+
     /* Call fn(frame) for every event on a channel that `pattern` covers. */
     on: function (pattern, fn) {
-      this._handlers.push({pattern: pattern, fn: fn});
+      this._handlers.push({patterns: this._patterns(pattern), fn: fn});
       return this;
     },
 
@@ -211,15 +276,21 @@
       return this;
     },
 
-    /* Refetch with fn when a covered channel changes, resyncs or first subscribes;
-     * options {minInterval: 1000, burst: 3} set the throttle (see throttle()). */
+    /* Refetch with fn when a covered channel changes, resyncs or first subscribes (not for
+     * a channel rendered into the page: it resumes from the render position). `pattern`
+     * is a channel, a model label named in a tag, or an array of them; options
+     * {minInterval: 1000, burst: 3} set the throttle (see throttle()). */
     refetchOn: function (pattern, fn, options) {
       var minInterval = (options && options.minInterval != null) ? options.minInterval : 1000;
       var burst = (options && options.burst != null) ? options.burst : 3;
-      var entry = {pattern: pattern, trigger: throttle(afterParse(fn), minInterval, burst)};
+      var entry = {patterns: this._patterns(pattern),
+                   trigger: throttle(afterParse(fn), minInterval, burst)};
       this._refetch.push(entry);
       for (var channel in this.subscribed) {
-        if (this.subscribed[channel] && covers(pattern, channel)) { entry.trigger(); break; }
+        if (this.subscribed[channel] && coversAny(entry.patterns, channel)) {
+          entry.trigger();
+          break;
+        }
       }
       return this;
     },
@@ -248,7 +319,7 @@
 
     /* Reconnect now (also what visibilitychange and online do while offline). */
     reconnect: function () {
-      if (this._closed) return;
+      if (this._closed || !this._started) return;
       if (this._ws) this._drop(this._ws);
       clearTimeout(this._timer);
       this._timer = null;
@@ -379,12 +450,14 @@
       var channel = frame.channel;
       if (frame.position != null) this.positions[channel] = frame.position;
       this._handlers.forEach(function (h) {
-        if (covers(h.pattern, channel)) {
+        if (coversAny(h.patterns, channel)) {
           whenParsed(function () {
             try { h.fn(frame); } catch (error) { report(error); }
           });
         }
       });
+      this._emit({channel: channel, op: frame.op, pks: frame.pks, position: frame.position,
+                  table: frame.table, count: frame.count});
       this._refetchFor(channel);
     },
 
@@ -396,7 +469,19 @@
           try { fn(channel, frame); } catch (error) { report(error); }
         });
       });
+      this._emit({channel: channel, op: "RESYNC", pks: null, position: frame.position,
+                  reason: frame.reason});
       this._refetchFor(channel);
+    },
+
+    /* `bridge:change` on the document, for plain scripts (every event, unthrottled). */
+    _emit: function (detail) {
+      this.lastChange = detail;
+      var doc = root.document;
+      if (!doc || !doc.dispatchEvent || typeof root.CustomEvent !== "function") return;
+      try {
+        doc.dispatchEvent(new root.CustomEvent("bridge:change", {detail: detail}));
+      } catch (error) { report(error); }
     },
 
     _onError: function (frame) {
@@ -417,7 +502,7 @@
 
     _refetchFor: function (channel) {
       this._refetch.forEach(function (entry) {
-        if (covers(entry.pattern, channel)) entry.trigger();
+        if (coversAny(entry.patterns, channel)) entry.trigger();
       });
     },
 
@@ -538,11 +623,107 @@
     }
   };
 
+  /* ---- live regions ------------------------------------------------------ */
+
+  /* Whether the user changed a form field since it was rendered: the morph keeps it. */
+  function edited(node) {
+    if (!node || node.nodeType !== 1) return false;
+    var tag = node.tagName;
+    if (tag === "INPUT") {
+      if (node.type === "checkbox" || node.type === "radio") return node.checked !== node.defaultChecked;
+      return node.value !== node.defaultValue;
+    }
+    if (tag === "TEXTAREA") return node.value !== node.defaultValue;
+    if (tag === "SELECT") {
+      for (var i = 0; i < node.options.length; i++) {
+        if (node.options[i].selected !== node.options[i].defaultSelected) return true;
+      }
+    }
+    return false;
+  }
+
+  /* Morph a region's children into `html` with idiomorph: nodes are matched and kept
+   * (focus, selection, scroll and listeners survive); the focused field keeps its value
+   * and so does any field the user edited. Without idiomorph, replace (and say so). */
+  function morph(element, html) {
+    if (root.Idiomorph && root.Idiomorph.morph) {
+      root.Idiomorph.morph(element, html, {
+        morphStyle: "innerHTML",
+        ignoreActiveValue: true,
+        callbacks: {beforeNodeMorphed: function (node) { return !edited(node); }}
+      });
+    } else {
+      report("idiomorph is not loaded: the region is replaced, not morphed");
+      element.innerHTML = html;
+    }
+  }
+
+  function pageUrl() {
+    return root.location.href.split("#")[0];
+  }
+
+  function channelsOf(element, attribute) {
+    return (element.getAttribute(attribute) || "").split(",").filter(function (c) { return c; });
+  }
+
+  /* One fetch for every region of a src; each region is found in the response by id
+   * (a partial view may answer with the region's content alone). */
+  function refreshRegions(group) {
+    var url = group.src || pageUrl();
+    var ids = group.regions.map(function (r) { return r.id; });
+    return root.fetch(url, {credentials: "same-origin", cache: "no-store",
+                            headers: {"X-Bridge-Live": ids.join(" "), Accept: "text/html"}})
+      .then(function (response) {
+        if (!response.ok) throw new Error("live region: " + url + " answered " + response.status);
+        return response.text();
+      })
+      .then(function (text) {
+        var doc = new root.DOMParser().parseFromString(text, "text/html");
+        group.regions.forEach(function (region) {
+          var fresh = doc.getElementById(region.id);
+          var html = fresh ? fresh.innerHTML : (group.src ? doc.body.innerHTML : null);
+          if (html == null) {
+            report("live region #" + region.id + " is not in the page " + url +
+                   " returned: give it src=\"...\" or check that the view renders it");
+            return;
+          }
+          morph(region, html);
+          region.dispatchEvent(new root.CustomEvent("bridge:morphed", {bubbles: true}));
+        });
+      });
+  }
+
+  /* Wire the page's regions and data-bridge-on elements to the client (before start()). */
+  function bindLive(client, options) {
+    var doc = root.document, groups = {}, order = [];
+    var throttleOptions = {minInterval: options.minInterval, burst: options.burst};
+    Array.prototype.forEach.call(doc.querySelectorAll("[data-bridge-live]"), function (region) {
+      var src = region.getAttribute("data-bridge-src") || "";
+      if (!groups[src]) { groups[src] = {src: src, regions: [], channels: []}; order.push(src); }
+      groups[src].regions.push(region);
+      groups[src].channels = groups[src].channels.concat(channelsOf(region, "data-bridge-live"));
+    });
+    order.forEach(function (src) {
+      var group = groups[src];
+      if (!group.channels.length) return;  // nothing granted: the region stays as rendered
+      client.refetchOn(group.channels, function () { return refreshRegions(group); },
+                       throttleOptions);
+    });
+    Array.prototype.forEach.call(doc.querySelectorAll("[data-bridge-on]"), function (element) {
+      var channels = channelsOf(element, "data-bridge-on");
+      if (!channels.length) return;
+      client.refetchOn(channels, function () {
+        element.dispatchEvent(new root.CustomEvent("bridge:change", {detail: client.lastChange}));
+      }, throttleOptions);
+    });
+  }
+
   var PgBridge = {
     Client: Client,
     covers: covers,
     throttle: throttle,
     whenParsed: whenParsed,
+    morph: morph,
     client: null,
     /* connect(url, options), or connect(options) with options.url. */
     connect: function (url, options) {
@@ -550,12 +731,35 @@
       return new Client(url, options);
     }
   };
-  root.PgBridge = PgBridge;
+  root.PgBridge = root.PgBridge || PgBridge;
+  if (root.PgBridge !== PgBridge) return;  // loaded twice: the first copy does the work
 
-  var script = root.document && root.document.currentScript;
+  /* Start from the tags' configs: the client exists at once (the page's own script may
+   * call PgBridge.client.refetchOn), and connects once the page is parsed, with the last
+   * config, which covers every channel the page named. */
+  var doc = root.document;
+  var script = doc && doc.currentScript;
   var configId = script && script.getAttribute("data-config");
+  function readConfig(element) {
+    var config = JSON.parse(element.textContent);
+    config.start = false;
+    return config;
+  }
   if (configId) {
-    var element = root.document.getElementById(configId);
-    if (element) PgBridge.client = PgBridge.connect(JSON.parse(element.textContent));
+    var element = doc.getElementById(configId);
+    if (element) PgBridge.client = PgBridge.connect(readConfig(element));
+  }
+  function ready() {
+    var configs = doc.querySelectorAll("script#pg-bridge-config, script.pg-bridge-config");
+    if (!configs.length) return;
+    var last = readConfig(configs[configs.length - 1]);
+    if (PgBridge.client) PgBridge.client._adopt(last);
+    else PgBridge.client = PgBridge.connect(last);
+    bindLive(PgBridge.client, {minInterval: 1000, burst: 3});
+    PgBridge.client.start();
+  }
+  if (doc) {
+    if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", ready);
+    else ready();
   }
 })(typeof window !== "undefined" ? window : this);

@@ -1,0 +1,248 @@
+"""Live regions on the Django side: labels to channels, the render position, the tags."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any
+
+import psycopg
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.template import Context, Template, TemplateSyntaxError
+from django.test import Client, RequestFactory, override_settings
+from django.test.utils import CaptureQueriesContext
+
+from bridge import log
+
+
+def make_user(username: str, **extra: Any):  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username, password="pw", **extra)
+
+
+def render(source: str, user: Any, request: HttpRequest | None = None) -> str:
+    request = request or RequestFactory().get("/page/")
+    request.user = user
+    return Template("{% load bridge %}" + source).render(Context({"request": request}))
+
+
+def configs(html: str) -> list[dict[str, Any]]:
+    """Every config JSON in the page, in document order."""
+    found = re.findall(r'<script (?:id="pg-bridge-config" )?(?:type="application/json")'
+                       r'(?: class="pg-bridge-config")?>(.*?)</script>', html, re.S)
+    return [json.loads(text) for text in found]
+
+
+# Labels -------------------------------------------------------------------------
+
+
+def test_channel_for_maps_a_model_label_to_its_channel(django_db: str) -> None:
+    """A model label in any case becomes its table's channel, a row suffix carried over;
+    table names and other channels pass through unchanged."""
+    from django_hooks.conf import channel_for
+
+    assert channel_for("example.Task") == "example_task"
+    assert channel_for("example.task") == "example_task"
+    assert channel_for("example.Task:owner_id=7") == "example_task:owner_id=7"
+    assert channel_for("example_task") == "example_task"
+    assert channel_for("public_news") == "public_news"
+    with override_settings(BRIDGE={"MODELS": {"example.Task": {"channel": "tasks"}}}):
+        assert channel_for("example.Task") == "tasks"
+
+
+def test_channel_for_refuses_an_unwatched_model_naming_the_setting(django_db: str) -> None:
+    """A model that is not in BRIDGE['MODELS'] would never get an event: say how to add it."""
+    from django_hooks.conf import channel_for
+    from django_hooks.watch import WatchError
+
+    with pytest.raises(WatchError, match=r"'auth.User' is a model but not in BRIDGE\['MODELS'\]"):
+        channel_for("auth.User")
+
+
+def test_channel_for_refuses_a_label_of_no_installed_model(django_db: str) -> None:
+    """A misspelt label is an error naming the form, not a silent channel nobody fills."""
+    from django_hooks.conf import channel_for
+    from django_hooks.watch import WatchError
+
+    with pytest.raises(WatchError, match=r"'example\.Tsak' is not an installed model"):
+        channel_for("example.Tsak")
+
+
+def test_bridge_client_takes_a_label_and_maps_it_for_refetchon(django_db: str) -> None:
+    """{% bridge_client "example.Task" %} grants the user's rows and tells bridge.js which
+    channels the label stands for."""
+    user = make_user("label-user")
+    (config,) = configs(render('{% bridge_client "example.Task" %}', user))
+    own = f"example_task:owner_id={user.pk}"
+    assert config["channels"] == [own]
+    assert config["labels"] == {"example.Task": [own]}
+    assert config["live"] == [] and config["since"] is None  # loaded by script: no handoff
+
+
+def test_token_view_takes_a_label(django_db: str) -> None:
+    """/bridge/token?channel=example.Task answers for the label's channel."""
+    user = make_user("token-label")
+    client = Client()
+    client.force_login(user)
+    body = client.get("/bridge/token", {"channel": "example.Task"}).json()
+    assert body["channels"] == [f"example_task:owner_id={user.pk}"]
+
+
+def test_token_view_refuses_an_unwatched_label_with_the_fix(django_db: str) -> None:
+    """A label of an unwatched model is a 400 whose message names BRIDGE['MODELS']."""
+    client = Client()
+    client.force_login(make_user("token-bad-label"))
+    response = client.get("/bridge/token", {"channel": "auth.User"})
+    assert response.status_code == 400
+    assert "BRIDGE['MODELS']" in response.json()["message"]
+
+
+# The render position ------------------------------------------------------------
+
+
+def daemon_head(url: str) -> str:
+    """The head a daemon would give out (bridge.log.head on its own connection)."""
+
+    async def head() -> str:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            meta = await log.meta(conn)
+            return log.format_position(meta["db_id"], await log.head(conn))
+
+    return asyncio.run(head())
+
+
+def test_position_is_the_head_the_daemon_gives_out(django_db: str) -> None:
+    """Django reads the same position string a daemon's subscribed frame would carry."""
+    from django_hooks import positions
+
+    assert positions.read() == daemon_head(django_db)
+
+
+def test_position_of_a_database_without_the_schema_names_the_fix(django_db: str) -> None:
+    """No bridge schema: an error naming migrate and bridge_install_triggers."""
+    from django.db import connection, transaction
+
+    from django_hooks import positions
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER SCHEMA bridge RENAME TO bridge_hidden")
+        with pytest.raises(ImproperlyConfigured, match=r"manage\.py migrate.*bridge_install_"), \
+                transaction.atomic():
+            positions.read()
+        transaction.set_rollback(True)
+
+
+def test_middleware_reads_the_position_before_the_first_query(django_db: str) -> None:
+    """The head query runs before the view's own queries, and only once."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    from django_hooks import positions
+
+    def view(request: HttpRequest) -> HttpResponse:
+        list(User.objects.all())
+        list(User.objects.all())
+        return HttpResponse(positions.for_request(request).get())  # type: ignore[union-attr]
+
+    middleware = positions.LiveRenderMiddleware(view)
+    with CaptureQueriesContext(connection) as queries:
+        response = middleware(RequestFactory().get("/page/"))
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) == 3
+    assert "bridge.log" in statements[0] and "auth_user" in statements[1]
+    assert response.content.decode() == positions.read()
+
+
+def test_middleware_skips_writes_and_region_refetches(django_db: str) -> None:
+    """POSTs and bridge.js's refetches (X-Bridge-Live) pay no position query."""
+    from django.db import connection
+
+    from django_hooks import positions
+
+    def view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(str(positions.for_request(request)))
+
+    middleware = positions.LiveRenderMiddleware(view)
+    factory = RequestFactory()
+    with CaptureQueriesContext(connection) as queries:
+        posted = middleware(factory.post("/page/"))
+        refetch = middleware(factory.get("/page/", HTTP_X_BRIDGE_LIVE="bridge-live-1"))
+    assert queries.captured_queries == []
+    assert posted.content == refetch.content == b"None"
+
+
+# {% live %} and {% live_attrs %} ---------------------------------------------------
+
+
+def test_live_renders_the_region_its_channels_and_the_render_position(django_db: str) -> None:
+    """A region carries the user's granted channels; the config carries the render position
+    read by the middleware and a token covering them; the scripts come once, deferred."""
+    from django_hooks import positions, tokens
+
+    user = make_user("region-user")
+    request = RequestFactory().get("/page/")
+    capture = positions.RenderPosition()
+    request.bridge_render = capture  # type: ignore[attr-defined]
+    html = render('{% live "example.Task" %}<p>inside</p>{% endlive %}'
+                  '{% live "example_task" src="/rows" id="rows" %}rows{% endlive %}',
+                  user, request)
+    own = f"example_task:owner_id={user.pk}"
+    assert f'<div id="bridge-live-1" data-bridge-live="{own}"><p>inside</p></div>' in html
+    assert f'<div id="rows" data-bridge-live="{own}" data-bridge-src="/rows">rows</div>' in html
+    assert html.count("bridge.js") == 1 and html.count("idiomorph-0.8.0.min.js") == 1
+    assert '<script src="/static/django_hooks/bridge.js" defer></script>' in html
+    last = configs(html)[-1]
+    assert last["live"] == [own] and last["since"] == capture.value == positions.read()
+    assert tokens.read(last["token"])["ch"] == [own]  # type: ignore[index]
+
+
+def test_live_without_the_middleware_warns_and_falls_back_to_a_first_refetch(
+        django_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    """No render position: the config has none (bridge.js refetches once on load) and the
+    log names the middleware to add."""
+    with caplog.at_level(logging.WARNING, logger="django_hooks"):
+        html = render('{% live "example.Task" %}x{% endlive %}', make_user("no-mw"))
+    assert configs(html)[-1]["since"] is None
+    assert "django_hooks.positions.LiveRenderMiddleware" in caplog.text
+
+
+def test_bridge_client_after_regions_covers_them_and_loads_nothing_twice(
+        django_db: str) -> None:
+    """One token for the page: {% bridge_client %} after a region and an htmx element covers
+    their channels and its own, and adds no second bridge.js."""
+    from django_hooks import positions
+
+    user = make_user("both-user")
+    request = RequestFactory().get("/page/")
+    request.bridge_render = positions.RenderPosition()  # type: ignore[attr-defined]
+    html = render('{% live "example.Task" %}x{% endlive %}'
+                  '<div hx-get="/rows" {% live_attrs "example.Task" %}></div>'
+                  '{% bridge_client "public_news" %}', user, request)
+    own = f"example_task:owner_id={user.pk}"
+    assert f'<div hx-get="/rows" data-bridge-on="{own}"></div>' in html
+    assert html.count("bridge.js") == 1
+    last = configs(html)[-1]
+    assert last["channels"] == [own] and last["live"] == [own] and last["since"]
+    assert last["labels"] == {"example.Task": [own]}
+
+
+def test_live_tag_syntax_errors_say_what_it_takes(django_db: str) -> None:
+    """No names, or an unknown option, is a TemplateSyntaxError showing the right form."""
+    with pytest.raises(TemplateSyntaxError, match="needs at least one model label"):
+        Template("{% load bridge %}{% live %}x{% endlive %}")
+    with pytest.raises(TemplateSyntaxError, match=r"then src=\.\.\. or id=\.\.\.; not url="):
+        Template('{% load bridge %}{% live "example.Task" url="/x" %}x{% endlive %}')
+
+
+def test_live_with_an_unwatched_model_is_an_error_naming_the_setting(django_db: str) -> None:
+    """{% live "auth.User" %} fails at render, telling the developer to watch the model."""
+    from django_hooks.watch import WatchError
+
+    with pytest.raises(WatchError, match=r"BRIDGE\['MODELS'\]"):
+        render('{% live "auth.User" %}x{% endlive %}', make_user("unwatched"))
