@@ -1,0 +1,254 @@
+"""Live regions and htmx in real Chromium, against real Django, the daemon and PostgreSQL.
+
+Requests are counted by bridge.js's refetch header (X-Bridge-Live). A count
+is read only after a later "sentinel" change has shown: events arrive in
+commit order, so by then every refetch an earlier change could cause has
+been made. Nothing here waits for time to pass.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.django_site import (
+    REPO,
+    SEED,
+    Daemon,
+    Site,
+    child_env,
+    free_port,
+    log_in,
+    stop_process,
+    wait_http,
+)
+from tests.timing import scaled
+
+DEADLINE_MS = scaled(30) * 1000
+ALICE, BOB = 7, 8
+
+
+@pytest.fixture
+def live_site(db_url: str) -> Iterator[Site]:
+    """The example project (tests.live_settings: plus /racy/) with alice (7) and bob (8)."""
+    bridge_port, http_port = free_port(), free_port()
+    env = child_env(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="tests.live_settings",
+                    BRIDGE_PORT=str(bridge_port))
+    subprocess.run([sys.executable, "-m", "example", "shell", "-v0", "-c", SEED],
+                   env=env, cwd=REPO, check=True, timeout=scaled(120))
+    daemon = Daemon({**env, "DJANGO_SETTINGS_MODULE": "example.settings"}, bridge_port,
+                    ("--django-settings", "example.settings"))
+    django = subprocess.Popen(
+        [sys.executable, "-m", "example", "runserver", "--noreload", f"127.0.0.1:{http_port}"],
+        env=env, cwd=REPO, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        daemon.start()
+        base = f"http://127.0.0.1:{http_port}"
+        wait_http(base + "/accounts/login/", django)
+        yield Site(db_url, base, daemon, django, {"alice": ALICE, "bob": BOB})
+    finally:
+        stop_process(django)
+        daemon.stop()
+
+
+class Refetches:
+    """The region refetches a page made (bridge.js sends X-Bridge-Live with each)."""
+
+    def __init__(self, page: Any) -> None:
+        self.urls: list[str] = []
+        page.on("request", lambda r: self.urls.append(r.url)
+                if r.headers.get("x-bridge-live") else None)
+
+    @property
+    def count(self) -> int:
+        return len(self.urls)
+
+
+def first_task(site: Site, owner: int) -> int:
+    import psycopg
+
+    with psycopg.connect(site.db_url) as conn:
+        row = conn.execute("SELECT min(id) FROM example_task WHERE owner_id = %s",
+                           (owner,)).fetchone()
+    assert row and row[0]
+    return int(row[0])
+
+
+def retitle(site: Site, owner: int, title: str) -> None:
+    site.sql("UPDATE example_task SET title = %s WHERE id = %s", (title, first_task(site, owner)))
+
+
+def wait_live(page: Any) -> None:
+    page.wait_for_function("window.PgBridge && PgBridge.client && PgBridge.client.state === 'live'",
+                           timeout=DEADLINE_MS)
+
+
+def wait_text(page: Any, text: str, selector: str = "#tasks") -> None:
+    page.wait_for_function(
+        "([sel, text]) => document.querySelector(sel).innerText.includes(text)",
+        arg=[selector, text], timeout=DEADLINE_MS)
+
+
+def open_region(page: Any, site: Site, url: str = "/region/") -> None:
+    log_in(page, site.base, "alice", url)
+    wait_live(page)
+
+
+def sentinel(page: Any, site: Site, title: str) -> None:
+    """A change to alice's rows that must show: every earlier refetch has been made by then."""
+    retitle(site, ALICE, title)
+    wait_text(page, title)
+
+
+def test_region_updates_on_psql_orm_and_admin_changes(live_site: Site, page: Any,
+                                                      chromium: Any) -> None:
+    """A {% live %} region with no script of its own shows changes from psql, from the ORM
+    (a bulk QuerySet.update in another process) and from the admin."""
+    live_site.sql("UPDATE auth_user SET is_staff = true, is_superuser = true WHERE id = %s",
+                  (ALICE,))
+    open_region(page, live_site)
+    wait_text(page, "alice task 0")
+    retitle(live_site, ALICE, "edited in psql")
+    wait_text(page, "edited in psql")
+    subprocess.run(
+        [sys.executable, "-m", "example", "shell", "-v0", "-c",
+         "from example.models import Task; Task.objects.filter(owner_id=7).update(done=True,"
+         " title='bulk from the ORM')"],
+        env=child_env(DATABASE_URL=live_site.db_url, DJANGO_SETTINGS_MODULE="example.settings"),
+        cwd=REPO, check=True, timeout=scaled(120))
+    page.wait_for_function(
+        "document.querySelectorAll('#tasks tr.done').length === 3", timeout=DEADLINE_MS)
+    admin = page.context.new_page()
+    admin.goto(f"{live_site.base}/admin/example/task/{first_task(live_site, ALICE)}/change/")
+    admin.fill("#id_title", "saved in the admin")
+    admin.click("input[name=_save]")
+    admin.wait_for_url(f"{live_site.base}/admin/example/task/")
+    wait_text(page, "saved in the admin")
+
+
+def test_no_request_after_load_when_nothing_changed(live_site: Site, page: Any) -> None:
+    """The page resumes from its render position: connecting costs no refetch; the first
+    change costs exactly one."""
+    refetches = Refetches(page)
+    open_region(page, live_site)
+    sentinel(page, live_site, "first change")
+    assert refetches.count == 1, refetches.urls
+
+
+def test_other_users_rows_do_not_refetch_the_region(live_site: Site, page: Any) -> None:
+    """Bob's changes reach neither alice's socket nor her region."""
+    refetches = Refetches(page)
+    open_region(page, live_site)
+    retitle(live_site, BOB, "bob secret")
+    live_site.sql("INSERT INTO example_task (title, done, owner_id, updated_at)"
+                  " VALUES ('bob new', false, %s, now())", (BOB,))
+    sentinel(page, live_site, "alice sentinel")
+    assert refetches.count == 1, refetches.urls
+    assert "bob" not in page.inner_text("#tasks")
+
+
+def test_focus_and_a_half_typed_input_survive_a_morph(live_site: Site, page: Any) -> None:
+    """The row is morphed, not replaced: the focused note keeps its text, caret and focus,
+    and a note typed in another row keeps its text too."""
+    open_region(page, live_site)
+    first, second = first_task(live_site, ALICE), first_task(live_site, ALICE) + 1
+    page.fill(f"#note-{second}", "typed, then left")
+    page.click(f"#note-{first}")
+    page.keyboard.type("half-typ")
+    row = page.evaluate_handle(f"document.getElementById('task-{first}')")
+    retitle(live_site, ALICE, "changed while typing")
+    wait_text(page, "changed while typing")
+    assert page.evaluate("document.activeElement.id") == f"note-{first}"
+    assert page.input_value(f"#note-{first}") == "half-typ"
+    assert page.evaluate("document.activeElement.selectionStart") == len("half-typ")
+    assert page.input_value(f"#note-{second}") == "typed, then left"
+    assert page.evaluate("row => row.isConnected", row)  # the same node, morphed in place
+    page.keyboard.type("ed")
+    assert page.input_value(f"#note-{first}") == "half-typed"
+
+
+@pytest.mark.parametrize("point", ["position", "queries", "subscribe"])
+def test_a_change_at_each_racy_point_shows(live_site: Site, page: Any, point: str) -> None:
+    """A change committed before the position is read, between it and the page's queries,
+    or between render and subscribe is shown; at most one refetch, and one only where
+    the render could not have seen it."""
+    refetches = Refetches(page)
+    log_in(page, live_site.base, "alice", "/region/")
+    title = f"committed at {point}"
+    if point == "subscribe":  # hold bridge.js (so the subscription) until it has committed
+        def commit_then_load(route: Any) -> None:
+            retitle(live_site, ALICE, title)
+            route.continue_()
+
+        page.route("**/django_hooks/bridge.js", commit_then_load)
+        page.goto(f"{live_site.base}/region/")
+        assert title not in page.inner_text("#tasks")  # the render did not see it
+    else:
+        page.goto(f"{live_site.base}/racy/{point}/?owner={ALICE}&title={title}")
+        assert title in page.inner_text("#tasks")  # the render saw it
+    wait_live(page)
+    wait_text(page, title)
+    sentinel(page, live_site, "sentinel after " + point)
+    if point == "position":  # seen by the render; one harmless refetch if not yet stamped
+        assert refetches.count in (1, 2), refetches.urls
+    else:  # its position is after the render's: replayed, one refetch
+        assert refetches.count == 2, refetches.urls
+
+
+def test_daemon_restart_costs_nothing_or_one_refetch(live_site: Site, page: Any) -> None:
+    """A restart with nothing missed makes no refetch; one with a change committed while the
+    daemon was down (a change during the reconnect) makes exactly one."""
+    refetches = Refetches(page)
+    open_region(page, live_site)
+    for restart in ("quiet", "busy"):
+        live_site.daemon.stop()
+        page.wait_for_function("PgBridge.client.state === 'offline'", timeout=DEADLINE_MS)
+        if restart == "busy":
+            retitle(live_site, ALICE, "changed while the daemon was down")
+        live_site.daemon.start()
+        page.evaluate("PgBridge.client.reconnect()")  # instead of waiting out the backoff
+        wait_live(page)
+        if restart == "quiet":
+            sentinel(page, live_site, "after a quiet restart")
+            assert refetches.count == 1, refetches.urls
+    wait_text(page, "changed while the daemon was down")
+    sentinel(page, live_site, "after a busy restart")
+    assert refetches.count == 3, refetches.urls
+
+
+def test_resync_ends_in_one_refetch(live_site: Site, page: Any) -> None:
+    """A TRUNCATE (a resync on the user's row channel) refetches the region once."""
+    refetches = Refetches(page)
+    open_region(page, live_site)
+    live_site.sql("TRUNCATE example_task")
+    page.wait_for_function("document.querySelector('#task-count').innerText === '0 tasks'",
+                           timeout=DEADLINE_MS)
+    live_site.sql("INSERT INTO example_task (title, done, owner_id, updated_at)"
+                  " VALUES ('after the truncate', false, %s, now())", (ALICE,))
+    wait_text(page, "after the truncate")
+    assert refetches.count == 2, refetches.urls
+
+
+def test_htmx_page_updates_with_no_script_of_its_own(live_site: Site, page: Any) -> None:
+    """hx-get with hx-trigger="bridge:change" and {% live_attrs %}: htmx swaps the new rows
+    in; the page loads without a refetch and bob's rows never trigger one."""
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if r.headers.get("hx-request") else None)
+    events: list[Any] = []
+    page.expose_function("recordChange", lambda detail: events.append(detail))
+    page.add_init_script("document.addEventListener('bridge:change',"
+                         " e => window.recordChange(e.detail))")
+    log_in(page, live_site.base, "alice", "/htmx/")
+    wait_live(page)
+    retitle(live_site, BOB, "bob on htmx")
+    retitle(live_site, ALICE, "htmx swapped me in")
+    wait_text(page, "htmx swapped me in")
+    assert len(fetched) == 1 and fetched[0].endswith("/task-rows"), fetched
+    assert [e["op"] for e in events] == ["UPDATE"]
+    assert events[0]["channel"] == f"example_task:owner_id={ALICE}" and events[0]["pks"]
