@@ -5,10 +5,12 @@ times, exactly rate x duration of them, one committed UPDATE each), each
 with its own 100 tabs in two processes of its own (bench/tabs.py):
 (a) AJAX polling every second, (b) the original design (bench/original.py),
 (c) the bridge's legacy `/` with the original snippet, (d) the bridge's /v1
-with bridge.js refetchOn(). (c) and (d) share one daemon, whose queries each
-is charged with; both throttle with a token bucket (burst 3, one token per
-second): the daemon's --legacy-burst/--legacy-window defaults, and
-refetchOn's {minInterval: 1000, burst: 3}.
+with bridge.js refetchOn(), (e) a live region on /v1 (subscribes from its
+render position, refetches through the same bucket). (c), (d) and (e) share
+one daemon, whose queries each is charged with in full; all three throttle
+with a token bucket (burst 3, one token per second): the daemon's
+--legacy-burst/--legacy-window defaults, and bridge.js's
+{minInterval: 1000, burst: 3}.
 
 Staleness: from a change's commit to each tab's first refetch after it,
 taken when the tab asks (`staleness`) and when its query starts on one of
@@ -48,6 +50,7 @@ DESIGNS = {
     "b_original": "original design: 0.5 s sync loop, `updated` to all",
     "c_legacy": "bridge, legacy `/` + the original snippet (token bucket: burst 3, 1 token/s)",
     "d_refetchon": "bridge, /v1 + bridge.js refetchOn (minInterval 1 s, burst 3)",
+    "e_region": "bridge, /v1 + a {% live %} region (render position, same bucket)",
 }
 TABS = 100
 PROCESSES = 2  # per design: a tab's reaction is not queued behind 99 others in one loop
@@ -115,6 +118,8 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
         "c_legacy": {"design": "updated", "url": f"ws://127.0.0.1:{daemon.port}/"},
         "d_refetchon": {"design": "refetchon", "url": f"ws://127.0.0.1:{daemon.port}/v1",
                         "min_interval": 1.0, "burst": 3},
+        "e_region": {"design": "region", "url": f"ws://127.0.0.1:{daemon.port}/v1",
+                     "min_interval": 1.0, "burst": 3},
     }
     tabs = {(name, part): _Proc([sys.executable, "-m", "bench.tabs", json.dumps(
         {**cfg, "tabs": TABS // PROCESSES, "first": part * (TABS // PROCESSES),
@@ -164,7 +169,8 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
     results: dict[str, Any] = {}
     for name, report in reports.items():
         server = {"b_original": original_rate, "c_legacy": daemon_queries / duration,
-                  "d_refetchon": daemon_queries / duration}.get(name, 0.0)
+                  "d_refetchon": daemon_queries / duration,
+                  "e_region": daemon_queries / duration}.get(name, 0.0)
         issued = [sorted(s) for s in report["issued"]]
         in_window = sum(started <= t < ended for s in issued for t in s)
         results[name] = {

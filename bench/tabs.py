@@ -12,6 +12,11 @@ serve /task-list. Designs:
     refetchon bridge.js refetchOn(): token bucket ("burst", default 3; one
               token back per "min_interval", default 1 s), one fetch in
               flight, changes with no token left folded into one fetch
+    region    a {% live %} region: the page is rendered (render position read
+              first, as LiveRenderMiddleware does, then the list query), then
+              it subscribes with `since` = that position: no refetch on
+              connect; events and resyncs go through the same bucket, and each
+              refetch is the list query (the region's page GET)
 
 Stdin commands (one JSON line each): "report" answers {"issued": [[t, ...]
 per tab], "starts": [[t, ...] per tab], "queries": n} (when each refetch was
@@ -29,6 +34,9 @@ from typing import Any
 
 import psycopg
 from websockets.asyncio.client import connect
+
+from bridge.log import format_position
+from django_hooks.positions import HEAD_SQL
 
 TASK_LIST = "SELECT id, title, done FROM example_task WHERE owner_id = %s ORDER BY id"
 POOL = 2  # per process; the harness runs two processes per design
@@ -100,6 +108,42 @@ class Tabs:
                 if kind == "subscribed":
                     self.ready += 1
                     throttle.trigger()
+                elif kind in ("event", "resync"):
+                    throttle.trigger()
+
+    async def render(self, tab: int) -> str:
+        """The page load of a live region: the render position, then the page's query."""
+        conn = await self.pool.get()
+        try:
+            cur = await conn.execute(HEAD_SQL)
+            row = await cur.fetchone()
+            assert row is not None
+            db_id, tick, row_id, pruned = row
+            position = format_position(db_id, (tick, row_id) if tick is not None
+                                       else (int(pruned or 0), 0))
+            owner = (self.config.get("first", 0) + tab) % 100
+            await (await conn.execute(TASK_LIST, (owner,), prepare=True)).fetchall()
+        finally:
+            self.pool.put_nowait(conn)
+        return position
+
+    async def region(self, tab: int) -> None:
+        """bridge.js with a region: subscribe from the render position; no refetch on connect."""
+        def fetch() -> Any:
+            self.issued[tab].append(time.monotonic())
+            return self.refetch(tab)
+
+        throttle = Throttle(fetch, self.config.get("min_interval", 1.0),
+                            self.config.get("burst", 3))
+        since = await self.render(tab)
+        async with connect(self.config["url"], ping_interval=None, compression=None,
+                           open_timeout=60, max_queue=None) as ws:
+            await ws.send(json.dumps({"type": "subscribe", "channel": "example_task",
+                                      "since": since}))
+            async for message in ws:
+                kind = json.loads(message).get("type")
+                if kind == "subscribed":
+                    self.ready += 1
                 elif kind in ("event", "resync"):
                     throttle.trigger()
 

@@ -252,3 +252,75 @@ def test_htmx_page_updates_with_no_script_of_its_own(live_site: Site, page: Any)
     assert len(fetched) == 1 and fetched[0].endswith("/task-rows"), fetched
     assert [e["op"] for e in events] == ["UPDATE"]
     assert events[0]["channel"] == f"example_task:owner_id={ALICE}" and events[0]["pks"]
+
+
+BRIDGE_JS = REPO / "django_hooks" / "static" / "django_hooks" / "bridge.js"
+FAKE_SOCKET = """() => {
+  window.sockets = [];
+  window.WebSocket = function (url) {
+    this.url = url; this.readyState = 1; this.sent = [];
+    this.send = (text) => this.sent.push(JSON.parse(text));
+    this.close = () => {};
+    sockets.push(this);
+    setTimeout(() => this.onopen && this.onopen(), 0);
+  };
+}"""
+
+
+def start_from_config(page: Any, config: dict[str, Any]) -> None:
+    """A page whose only script is a tag's config and bridge.js, on a fake socket."""
+    import json
+
+    page.set_content("<html><body><script id='pg-bridge-config' type='application/json'>"
+                     + json.dumps(config) + "</script></body></html>")
+    page.evaluate(FAKE_SOCKET)
+    page.add_script_tag(content=BRIDGE_JS.read_text().replace(
+        "var configId = script && script.getAttribute(\"data-config\");",
+        "var configId = \"pg-bridge-config\";"))  # an inline copy has no data-config attribute
+    page.wait_for_function("sockets.length === 1 && sockets[0].sent.length > 0",
+                           timeout=DEADLINE_MS)
+
+
+def test_refetchon_takes_a_model_label_and_live_channels_subscribe_since(page: Any) -> None:
+    """refetchOn("example.Task") follows the channels the tag mapped the label to; a live
+    channel subscribes from the render position and makes no first refetch, an ordinary
+    one subscribes without `since` and refetches once when subscribed."""
+    start_from_config(page, {
+        "token": None, "channels": ["example_task:owner_id=7", "news"],
+        "labels": {"example.Task": ["example_task:owner_id=7"]},
+        "live": ["example_task:owner_id=7"], "since": "abcd1234-5-6"})
+    assert page.evaluate("sockets[0].sent") == [
+        {"type": "subscribe", "channel": "example_task:owner_id=7", "since": "abcd1234-5-6"},
+        {"type": "subscribe", "channel": "news"}]
+    page.evaluate("""() => {
+      window.calls = {task: 0, news: 0};
+      PgBridge.client.refetchOn("example.Task", () => { calls.task++; });
+      PgBridge.client.refetchOn("news", () => { calls.news++; });
+      const receive = (frame) => PgBridge.client._receive(JSON.stringify(frame));
+      receive({type: "subscribed", channel: "example_task:owner_id=7", position: "abcd1234-5-6"});
+      receive({type: "subscribed", channel: "news", position: "abcd1234-9-9"});
+    }""")
+    assert page.evaluate("calls") == {"task": 0, "news": 1}
+    page.evaluate("""PgBridge.client._receive(JSON.stringify({type: "event",
+      channel: "example_task:owner_id=7", position: "abcd1234-7-1", op: "UPDATE", pks: ["3"],
+      table: "public.example_task", count: 1}))""")
+    assert page.evaluate("calls") == {"task": 1, "news": 1}
+
+
+def test_document_gets_bridge_change_for_events_and_resyncs(page: Any) -> None:
+    """Plain scripts get `bridge:change` on the document with channel, op, pks and position,
+    and op "RESYNC" with the reason for a resync."""
+    start_from_config(page, {"token": None, "channels": ["news"]})
+    details = page.evaluate("""() => {
+      const seen = [];
+      document.addEventListener("bridge:change", (e) => seen.push(e.detail));
+      const receive = (frame) => PgBridge.client._receive(JSON.stringify(frame));
+      receive({type: "event", channel: "news", position: "p1", op: "DELETE", pks: ["4"],
+               table: "public.news", count: 1});
+      receive({type: "resync", channel: "news", position: "p2", reason: "truncate"});
+      return seen;
+    }""")
+    assert details == [
+        {"channel": "news", "op": "DELETE", "pks": ["4"], "position": "p1",
+         "table": "public.news", "count": 1},
+        {"channel": "news", "op": "RESYNC", "pks": None, "position": "p2", "reason": "truncate"}]
