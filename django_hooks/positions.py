@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections
 from django.http import HttpRequest, HttpResponse
 
+from bridge.errors import NoSchemaError
 from bridge.log import format_position
 
 # One statement, so one snapshot: the newest stamped row, or (pruned_through, 0) when the
@@ -32,6 +32,9 @@ SELECT (SELECT value FROM bridge.meta WHERE key = 'db_id'), h.tick, h.id,
                       ORDER BY tick DESC, id DESC LIMIT 1) h ON true
 """
 
+SCHEMA_FIX = ("run `python manage.py migrate` (it installs the schema with the triggers,"
+              " BRIDGE['INSTALL_ON_MIGRATE']) or `python manage.py bridge_install_triggers`")
+
 REFRESH_HEADER = "X-Bridge-Live"
 """Sent by bridge.js when it refetches a region: such a response needs no position."""
 
@@ -42,16 +45,10 @@ def read(using: str = DEFAULT_DB_ALIAS) -> str:
         with connections[using].cursor() as cursor:
             cursor.execute(HEAD_SQL)
             row = cursor.fetchone()
-    except DatabaseError as exc:
-        raise ImproperlyConfigured(
-            f"cannot read the bridge's position from database {using!r} ({exc}): the"
-            " bridge schema is installed with the triggers: run `python manage.py migrate`"
-            " (BRIDGE['INSTALL_ON_MIGRATE']) or `python manage.py bridge_install_triggers`"
-        ) from exc
+    except ProgrammingError as exc:  # undefined table: the schema is not there
+        raise NoSchemaError(SCHEMA_FIX) from exc
     if row is None or row[0] is None:
-        raise ImproperlyConfigured(
-            "the bridge schema has no db_id: run `python manage.py bridge_install_triggers`"
-        )
+        raise NoSchemaError(SCHEMA_FIX)
     db_id, tick, row_id, pruned = row
     return format_position(db_id, (tick, row_id) if tick is not None else (int(pruned or 0), 0))
 
