@@ -141,6 +141,19 @@ def test_no_request_after_load_when_nothing_changed(live_site: Site, page: Any) 
     assert refetches.count == 1, refetches.urls
 
 
+def test_a_bulk_write_is_one_refetch(live_site: Site, page: Any) -> None:
+    """500 rows inserted in one statement reach the region as one event: one refetch."""
+    refetches = Refetches(page)
+    open_region(page, live_site)
+    live_site.sql("INSERT INTO example_task (title, done, owner_id, updated_at)"
+                  " SELECT 'bulk ' || n, false, %s, now() FROM generate_series(1, 500) n",
+                  (ALICE,))
+    page.wait_for_function("document.querySelector('#task-count').innerText === '503 tasks'",
+                           timeout=DEADLINE_MS)
+    sentinel(page, live_site, "after the bulk insert")
+    assert refetches.count == 2, refetches.urls
+
+
 def test_other_users_rows_do_not_refetch_the_region(live_site: Site, page: Any) -> None:
     """Bob's changes reach neither alice's socket nor her region."""
     refetches = Refetches(page)
