@@ -23,6 +23,10 @@
  *   Channels rendered into the page ({% live %}, {% live_attrs %}) instead
  *   start from the page's render position (`since`): the daemon replays what
  *   the render missed, and a page that missed nothing fetches nothing.
+ * - What a (re)connect replays is one refetch, however many events: the
+ *   subscribes are followed by a ping, and the daemon answers a socket's
+ *   messages in order, so its pong comes after every replay; refetches the
+ *   replay asks for wait for it (or for the socket's end) and go out once.
  * - Reconnects wait a random time up to a capped exponential bound ("full
  *   jitter"), so a restarted daemon is not hit by every tab at once.
  * - A dead TCP connection can look open for minutes: an application ping
@@ -202,7 +206,11 @@
     this.wanted = [];
     this._handlers = [];      // {pattern, fn}: events
     this._resync = [];        // fn(channel, frame)
-    this._refetch = [];       // {pattern, trigger}
+    this._refetch = [];       // {patterns, trigger}
+    this._settling = null;    // refetch entries owed by a replay, until its pong
+    this._pings = 0;          // pings sent on this socket
+    this._pongs = 0;          // pongs received on this socket
+    this._settleAt = 0;       // the pong count that ends the replay
     this._stateFns = [];
     this._attempt = 0;
     this._timer = null;
@@ -311,6 +319,8 @@
     /* Stop for good: no reconnect. */
     close: function () {
       this._closed = true;
+      this._settling = null;  // dropped like any owed refetch
+      clearTimeout(this._settleTimer);
       this._clearTimers();
       this._refetch.forEach(function (entry) { entry.trigger.cancel(); });
       if (this._ws) this._detach(this._ws).close(1000);
@@ -374,6 +384,7 @@
       if (!this._everLive) this._setState("connecting");  // after a drop: offline until live
       this._authed = false;
       this.subscribed = {};
+      this._pings = this._pongs = 0;
       try {
         ws = new root.WebSocket(this.url);
       } catch (error) {
@@ -405,7 +416,26 @@
       this.wanted.forEach(function (channel) {
         if (!this.refused[channel]) this._subscribe(channel);
       }, this);
+      // Refetches the replays ask for wait for the pong to this ping (see the header),
+      // or pongTimeout at most: a silent socket never holds them back for good.
+      var self = this, sent = this._pings;
+      this._send({type: "ping"});
+      if (this._pings > sent) {
+        this._settling = this._settling || [];
+        this._settleAt = this._pings;
+        clearTimeout(this._settleTimer);
+        this._settleTimer = setTimeout(function () { self._settle(); },
+                                       this.options.pongTimeout);
+      }
       this._checkLive();
+    },
+
+    /* The replay is over (its pong came) or the socket is gone: make the owed refetches. */
+    _settle: function () {
+      var owed = this._settling;
+      this._settling = null;
+      clearTimeout(this._settleTimer);
+      (owed || []).forEach(function (entry) { entry.trigger(); });
     },
 
     _subscribe: function (channel) {
@@ -415,7 +445,10 @@
     },
 
     _send: function (frame) {
-      if (this._ws && this._ws.readyState === 1) this._ws.send(JSON.stringify(frame));
+      if (this._ws && this._ws.readyState === 1) {
+        if (frame.type === "ping") this._pings += 1;
+        this._ws.send(JSON.stringify(frame));
+      }
     },
 
     _receive: function (data) {
@@ -433,7 +466,11 @@
         case "event": this._onEvent(frame); break;
         case "resync": this._onResync(frame); break;
         case "error": this._onError(frame); break;
-        default: break;  // pong, and types a newer daemon may add
+        case "pong":
+          this._pongs += 1;
+          if (this._settling && this._pongs >= this._settleAt) this._settle();
+          break;
+        default: break;  // types a newer daemon may add
       }
     },
 
@@ -501,8 +538,11 @@
     },
 
     _refetchFor: function (channel) {
+      var owed = this._settling;
       this._refetch.forEach(function (entry) {
-        if (coversAny(entry.patterns, channel)) entry.trigger();
+        if (!coversAny(entry.patterns, channel)) return;
+        if (!owed) entry.trigger();
+        else if (owed.indexOf(entry) < 0) owed.push(entry);
       });
     },
 
@@ -522,6 +562,7 @@
       if (ws !== this._ws) return;
       this._ws = null;
       this._clearTimers();
+      this._settle();  // a replay cut short: what it delivered still owes its refetch
       if (this._closed) return;
       if (code === 4001) {
         this._needToken = !!this.options.tokenUrl;
@@ -541,6 +582,7 @@
       try { ws.close(); } catch (error) { /* already closing */ }
       if (ws === this._ws) this._ws = null;
       this._clearTimers();
+      this._settle();
     },
 
     _detach: function (ws) {
