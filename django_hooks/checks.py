@@ -18,6 +18,8 @@ IDs:
     W010  the signing key (or a fallback) is below Django's security.W009 threshold
           (`check --deploy` only, as W009 is: startproject's development key has it)
     W011  BRIDGE has a key nothing reads (the closest valid one is named)
+    W101  live regions: LiveRenderMiddleware after a middleware that may query first
+    W102  live regions: LiveRenderMiddleware with the per-site cache
 
 E010, E011, W010 and W011 apply bridge.config's rules, which the daemon
 applies to the same settings (`--django-settings`): both sides refuse alike.
@@ -54,6 +56,7 @@ def register() -> None:
     checks.register(check_key_weakness, "django_hooks", deploy=True)
     checks.register(check_database_engine, "django_hooks")
     checks.register(check_request_context, "django_hooks", checks.Tags.templates)
+    checks.register(check_live, "django_hooks")
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -269,3 +272,55 @@ def _compare(
             id="django_hooks.W002",
         )
     ]
+
+
+LIVE_MIDDLEWARE = "django_hooks.positions.LiveRenderMiddleware"
+# Middleware known not to query the database on the way in (sessions and users load lazily,
+# in the view): the render position may be read after them.
+NO_QUERY_MIDDLEWARE = frozenset({
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.gzip.GZipMiddleware",
+    "django.middleware.http.ConditionalGetMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django_hooks.middleware.BridgeCookieMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+})
+CACHE_MIDDLEWARE = ("django.middleware.cache.UpdateCacheMiddleware",
+                    "django.middleware.cache.FetchFromCacheMiddleware",
+                    "django.middleware.cache.CacheMiddleware")
+
+
+def check_live(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W101, W102: what keeps live regions from their exact handoff (docs/django.md); W003
+    covers the request context processor they need too."""
+    from django.conf import settings
+
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if LIVE_MIDDLEWARE not in middleware:
+        return []
+    found: list[checks.CheckMessage] = []
+    before = middleware[:middleware.index(LIVE_MIDDLEWARE)]
+    unknown = [name for name in before if name not in NO_QUERY_MIDDLEWARE]
+    if unknown:
+        found.append(checks.Warning(
+            f"{LIVE_MIDDLEWARE} comes after {', '.join(unknown)}: a page's data read there"
+            " is read before the render position, and a change in between could be missed",
+            hint=f"move {LIVE_MIDDLEWARE!r} to the top of MIDDLEWARE",
+            id="django_hooks.W101",
+        ))
+    cached = [name for name in middleware if name in CACHE_MIDDLEWARE]
+    if cached:
+        found.append(checks.Warning(
+            f"{cached[0]} caches whole pages: a cached page with a live region carries"
+            " another user's token and a render position as old as the cache",
+            hint="cache the views without live regions only (cache_page), not the site",
+            id="django_hooks.W102",
+        ))
+    return found

@@ -248,3 +248,33 @@ def test_live_with_an_unwatched_model_is_an_error_naming_the_setting(django_db: 
 
     with pytest.raises(WatchError, match=r"BRIDGE\['MODELS'\]"):
         render('{% live "auth.User" %}x{% endlive %}', make_user("unwatched"))
+
+
+# System checks ----------------------------------------------------------------------
+
+
+def live_checks(**overrides: Any) -> list[Any]:
+    from django.conf import settings
+
+    from django_hooks.checks import check_live
+
+    with override_settings(**{"MIDDLEWARE": settings.MIDDLEWARE, **overrides}):
+        return [(m.id, m.hint) for m in check_live()]
+
+
+def test_example_settings_pass_the_live_checks(django_db: str) -> None:
+    """The example project (middleware first, request processor on) has nothing to fix."""
+    assert live_checks() == []
+
+
+def test_live_checks_name_each_misconfiguration(django_db: str) -> None:
+    """A middleware that may query before it, the site cache: each is a warning naming the
+    fix; without the middleware nothing is checked."""
+    from django_hooks.checks import LIVE_MIDDLEWARE
+
+    late = ["myapp.middleware.TenantMiddleware", LIVE_MIDDLEWARE]
+    assert live_checks(MIDDLEWARE=late) == [
+        ("django_hooks.W101", f"move {LIVE_MIDDLEWARE!r} to the top of MIDDLEWARE")]
+    cached = [LIVE_MIDDLEWARE, "django.middleware.cache.FetchFromCacheMiddleware"]
+    assert [i for i, _ in live_checks(MIDDLEWARE=cached)] == ["django_hooks.W102"]
+    assert live_checks(MIDDLEWARE=["myapp.middleware.TenantMiddleware"]) == []
