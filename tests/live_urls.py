@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 
 import psycopg
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template import engines
 from django.urls import path
 
 from django_hooks import positions
@@ -43,4 +45,21 @@ def racy(request: HttpRequest, point: str) -> HttpResponse:
     return render(request, "example/region.html", {"tasks": tasks})
 
 
-urlpatterns = [path("racy/<str:point>/", racy), *example_urlpatterns]
+ROWS_PAGE = """{% extends "example/base.html" %}{% load bridge %}{% block content %}
+<p id="intro">rows from a partial view</p>
+<table><thead><tr><th>#</th><th>Title</th><th>Done</th><th>Note</th></tr></thead>
+{% live "example.Task" src="/task-rows" tag="tbody" id="tasks" %}
+{% include "example/task_rows.html" %}{% endlive %}
+</table>{% endblock %}"""
+
+
+@login_required
+def partial_region(request: HttpRequest) -> HttpResponse:
+    """A table body as a region whose src is the example's partial view of rows."""
+    page = engines["django"].from_string(ROWS_PAGE)
+    return HttpResponse(page.render({"tasks": Task.objects.filter(owner=request.user)},
+                                    request))
+
+
+urlpatterns = [path("racy/<str:point>/", racy), path("partial-region/", partial_region),
+               *example_urlpatterns]

@@ -154,6 +154,19 @@ def test_a_bulk_write_is_one_refetch(live_site: Site, page: Any) -> None:
     assert refetches.count == 2, refetches.urls
 
 
+def test_a_region_of_table_rows_refetches_its_partial_view(live_site: Site,
+                                                           page: Any) -> None:
+    """{% live src="/task-rows" tag="tbody" %}: the partial's bare <tr> rows are morphed
+    into the table body, and only the partial is fetched."""
+    refetches = Refetches(page)
+    open_region(page, live_site, "/partial-region/")
+    retitle(live_site, ALICE, "row from the partial")
+    wait_text(page, "row from the partial")
+    assert refetches.urls == [f"{live_site.base}/task-rows"]
+    assert page.evaluate("document.querySelectorAll('#tasks > tr').length") == 3
+    assert page.inner_text("#intro") == "rows from a partial view"
+
+
 def test_other_users_rows_do_not_refetch_the_region(live_site: Site, page: Any) -> None:
     """Bob's changes reach neither alice's socket nor her region."""
     refetches = Refetches(page)

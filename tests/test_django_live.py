@@ -238,8 +238,20 @@ def test_live_tag_syntax_errors_say_what_it_takes(django_db: str) -> None:
     """No names, or an unknown option, is a TemplateSyntaxError showing the right form."""
     with pytest.raises(TemplateSyntaxError, match="needs at least one model label"):
         Template("{% load bridge %}{% live %}x{% endlive %}")
-    with pytest.raises(TemplateSyntaxError, match=r"then src=\.\.\. or id=\.\.\.; not url="):
+    with pytest.raises(TemplateSyntaxError, match="then src=, id= or tag=; not url="):
         Template('{% load bridge %}{% live "example.Task" url="/x" %}x{% endlive %}')
+
+
+def test_live_tag_option_names_the_element_and_refuses_others(django_db: str) -> None:
+    """tag="tbody" makes the region a table body (rows can be a region); an element that is
+    not on the list is an error listing those that are."""
+    user = make_user("tag-option")
+    html = render('<table>{% live "example.Task" tag="tbody" id="rows" %}<tr></tr>{% endlive %}'
+                  '</table>', user)
+    own = f"example_task:owner_id={user.pk}"
+    assert f'<tbody id="rows" data-bridge-live="{own}"><tr></tr></tbody>' in html
+    with pytest.raises(TemplateSyntaxError, match=r"must be one of .*tbody"):
+        render('{% live "example.Task" tag="script" %}x{% endlive %}', user)
 
 
 def test_live_with_an_unwatched_model_is_an_error_naming_the_setting(django_db: str) -> None:

@@ -47,7 +47,9 @@ logger = logging.getLogger("django_hooks")
 CONFIG_ID = "pg-bridge-config"
 CONFIG_CLASS = "pg-bridge-config"
 IDIOMORPH = "django_hooks/idiomorph-0.8.0.min.js"
-_LIVE_OPTIONS = ("src", "id")
+_LIVE_OPTIONS = ("src", "id", "tag")
+_TAGS = frozenset({"div", "section", "article", "main", "aside", "span", "ul", "ol", "dl",
+                   "tbody", "thead", "tfoot", "tr", "p", "form", "fieldset", "nav"})
 
 
 @dataclass
@@ -207,12 +209,18 @@ class LiveNode(template.Node):
         content = self.nodelist.render(context)
         config = client_config(request, [])
         src = opts.get("src")
+        tag = str(opts.get("tag") or "div")
+        if tag not in _TAGS:
+            raise template.TemplateSyntaxError(
+                f"{{% live tag={tag!r} %}}: the region's element must be one of"
+                f" {', '.join(sorted(_TAGS))}"
+            )
         return format_html(
-            '<div id="{}" data-bridge-live="{}"{}>{}</div>\n{}{}',
-            region_id,
+            '<{} id="{}" data-bridge-live="{}"{}>{}</{}>\n{}{}',
+            mark_safe(tag), region_id,
             ",".join(granted),
             format_html(' data-bridge-src="{}"', src) if src else "",
-            content,
+            content, mark_safe(tag),
             _config_json(config),
             _live_scripts(page),
         )
@@ -220,7 +228,7 @@ class LiveNode(template.Node):
 
 @register.tag("live")
 def do_live(parser: Parser, token: Token) -> LiveNode:
-    """``{% live "orders.Order" ["channel" ...] [src="/partial"] [id="x"] %}...{% endlive %}``."""
+    """``{% live "orders.Order" ... [src="/partial"] [id="x"] [tag="tbody"] %}...{% endlive %}``."""
     bits = token.split_contents()
     names: list[FilterExpression] = []
     options: dict[str, FilterExpression] = {}
@@ -230,7 +238,7 @@ def do_live(parser: Parser, token: Token) -> LiveNode:
             options[key] = parser.compile_filter(value)
         elif eq and not key.startswith(('"', "'")):
             raise template.TemplateSyntaxError(
-                f"{{% live %}} takes model labels or channels, then src=... or id=...; not {key}="
+                f"{{% live %}} takes model labels or channels, then src=, id= or tag=; not {key}="
             )
         else:
             names.append(parser.compile_filter(bit))

@@ -720,10 +720,13 @@
         return response.text();
       })
       .then(function (text) {
-        var doc = new root.DOMParser().parseFromString(text, "text/html");
+        // A <template> parses a whole page and a bare fragment alike (table rows too, which
+        // a document's body would drop), and runs none of its scripts.
+        var holder = root.document.createElement("template");
+        holder.innerHTML = text;
         group.regions.forEach(function (region) {
-          var fresh = doc.getElementById(region.id);
-          var html = fresh ? fresh.innerHTML : (group.src ? doc.body.innerHTML : null);
+          var fresh = holder.content.getElementById(region.id);
+          var html = fresh ? fresh.innerHTML : (group.src ? holder.innerHTML : null);
           if (html == null) {
             report("live region #" + region.id + " is not in the page " + url +
                    " returned: give it src=\"...\" or check that the view renders it");
