@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import random
 import re
 import subprocess
@@ -42,7 +43,7 @@ from typing import Any
 
 import psycopg
 
-from .env import ROOT, Cluster, Daemon, free_port
+from .env import ROOT, SECRET, Cluster, Daemon, free_port
 from .stats import summary_ms
 
 DESIGNS = {
@@ -76,8 +77,11 @@ def _logged_statements(pg: Cluster, since: float, until: float) -> int:
 
 class _Proc:
     def __init__(self, args: list[str]):
+        # The daemon's key in the environment (never on a command line): region tabs
+        # encode their render position with it, as Django does.
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+                                     stdout=subprocess.PIPE, text=True, bufsize=1,
+                                     env={**os.environ, "BRIDGE_SECRET_KEY": SECRET})
 
     def line(self) -> Any:
         assert self.proc.stdout is not None
@@ -153,10 +157,12 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
         reports: dict[str, dict[str, Any]] = {}
         for (name, _), proc in tabs.items():
             part = proc.send("report")
-            merged = reports.setdefault(name, {"issued": [], "starts": [], "queries": 0})
+            merged = reports.setdefault(name, {"issued": [], "starts": [], "queries": 0,
+                                               "resyncs": 0})
             merged["issued"] += part["issued"]
             merged["starts"] += part["starts"]
             merged["queries"] += part["queries"]
+            merged["resyncs"] += part.get("resyncs", 0)
     finally:
         for proc in tabs.values():
             proc.stop()
@@ -175,6 +181,7 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
         in_window = sum(started <= t < ended for s in issued for t in s)
         results[name] = {
             "tabs_ready": ready[name],
+            "resyncs": report["resyncs"],
             "refetches_per_s": round(in_window / duration, 2),
             "server_queries_per_s": round(server, 2),
             "queries_per_s": round(in_window / duration + server, 2),

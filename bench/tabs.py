@@ -13,13 +13,14 @@ serve /task-list. Designs:
               token back per "min_interval", default 1 s), one fetch in
               flight, changes with no token left folded into one fetch
     region    a {% live %} region: the page is rendered (render position read
-              first, as LiveRenderMiddleware does, then the list query), then
+              first, as LiveRenderMiddleware does, encoded with the daemon's
+              key from BRIDGE_SECRET_KEY, then the list query), then
               it subscribes with `since` = that position: no refetch on
               connect; events and resyncs go through the same bucket, and each
               refetch is the list query (the region's page GET)
 
 Stdin commands (one JSON line each): "report" answers {"issued": [[t, ...]
-per tab], "starts": [[t, ...] per tab], "queries": n} (when each refetch was
+per tab], "starts": [[t, ...] per tab], "queries": n, "resyncs": n} (when each refetch was
 asked for, and when its query started on a pooled connection); "quit" stops.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -35,7 +37,7 @@ from typing import Any
 import psycopg
 from websockets.asyncio.client import connect
 
-from bridge.log import format_position
+from bridge.positions import Positions
 from django_hooks.positions import HEAD_SQL
 
 TASK_LIST = "SELECT id, title, done FROM example_task WHERE owner_id = %s ORDER BY id"
@@ -49,6 +51,7 @@ class Tabs:
         self.issued: list[list[float]] = [[] for _ in range(self.count)]
         self.starts: list[list[float]] = [[] for _ in range(self.count)]
         self.queries = 0
+        self.resyncs = 0  # a region tab that gets one did not resume from its render position
         self.pool: asyncio.Queue[psycopg.AsyncConnection] = asyncio.Queue()
         self.ready = 0
         self.tasks: list[asyncio.Task[None]] = []
@@ -119,8 +122,8 @@ class Tabs:
             row = await cur.fetchone()
             assert row is not None
             db_id, tick, row_id, pruned = row
-            position = format_position(db_id, (tick, row_id) if tick is not None
-                                       else (int(pruned or 0), 0))
+            head = (tick, row_id) if tick is not None else (int(pruned or 0), 0)
+            position = Positions([os.environ["BRIDGE_SECRET_KEY"]]).encode(db_id, head)
             owner = (self.config.get("first", 0) + tab) % 100
             await (await conn.execute(TASK_LIST, (owner,), prepare=True)).fetchall()
         finally:
@@ -145,6 +148,7 @@ class Tabs:
                 if kind == "subscribed":
                     self.ready += 1
                 elif kind in ("event", "resync"):
+                    self.resyncs += kind == "resync"
                     throttle.trigger()
 
     def start(self) -> None:
@@ -228,7 +232,7 @@ async def main(config: dict[str, Any]) -> None:
         cmd = json.loads(line)["cmd"]
         if cmd == "report":
             print(json.dumps({"issued": tabs.issued, "starts": tabs.starts,
-                              "queries": tabs.queries}), flush=True)
+                              "queries": tabs.queries, "resyncs": tabs.resyncs}), flush=True)
         elif cmd == "quit":
             break
     for task in tabs.tasks:

@@ -20,7 +20,9 @@ from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections
 from django.http import HttpRequest, HttpResponse
 
 from bridge.errors import NoSchemaError
-from bridge.log import format_position
+from bridge.positions import Positions
+
+from . import conf
 
 # One statement, so one snapshot: the newest stamped row, or (pruned_through, 0) when the
 # log is empty. The same head the daemon gives out (bridge.log.head()), in one round trip.
@@ -40,7 +42,9 @@ REFRESH_HEADER = "X-Bridge-Live"
 
 
 def read(using: str = DEFAULT_DB_ALIAS) -> str:
-    """The log's head as an opaque position string, as the daemon would give it out."""
+    """The log's head as the opaque position string a daemon would give out: encoded with
+    the key the daemon derives from the same secret (bridge/positions.py), so any daemon
+    sharing the secret resumes from it."""
     try:
         with connections[using].cursor() as cursor:
             cursor.execute(HEAD_SQL)
@@ -50,7 +54,8 @@ def read(using: str = DEFAULT_DB_ALIAS) -> str:
     if row is None or row[0] is None:
         raise NoSchemaError(SCHEMA_FIX)
     db_id, tick, row_id, pruned = row
-    return format_position(db_id, (tick, row_id) if tick is not None else (int(pruned or 0), 0))
+    head = (tick, row_id) if tick is not None else (int(pruned or 0), 0)
+    return Positions([conf.secret_key(), *conf.fallback_keys()]).encode(db_id, head)
 
 
 class RenderPosition:

@@ -105,22 +105,29 @@ def test_token_view_refuses_an_unwatched_label_with_the_fix(django_db: str) -> N
 # The render position ------------------------------------------------------------
 
 
-def daemon_head(url: str) -> str:
-    """The head a daemon would give out (bridge.log.head on its own connection)."""
+def daemon_head(url: str) -> tuple[str, log.Pos]:
+    """The db_id and head a daemon reads (bridge.log on its own connection)."""
 
-    async def head() -> str:
+    async def head() -> tuple[str, log.Pos]:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             meta = await log.meta(conn)
-            return log.format_position(meta["db_id"], await log.head(conn))
+            return meta["db_id"], await log.head(conn)
 
     return asyncio.run(head())
 
 
 def test_position_is_the_head_the_daemon_gives_out(django_db: str) -> None:
-    """Django reads the same position string a daemon's subscribed frame would carry."""
+    """Django's render position is the daemon's head, encoded as a daemon with the project's
+    secret encodes it (Positions.from_config, what the daemon builds its hub with)."""
+    from django.conf import settings
+
+    from bridge.positions import Positions
     from django_hooks import positions
 
-    assert positions.read() == daemon_head(django_db)
+    db_id, head = daemon_head(django_db)
+    daemon = Positions.from_config(settings.SECRET_KEY, [])
+    assert positions.read() == daemon.encode(db_id, head)
+    assert daemon.decode(positions.read(), db_id) == head
 
 
 def test_position_of_a_database_without_the_schema_names_the_fix(django_db: str) -> None:
