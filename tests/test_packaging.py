@@ -19,6 +19,8 @@ REQUIRED = (
     "django_hooks/checks.py",
     "django_hooks/static/django_hooks/bridge.js",
     "django_hooks/static/django_hooks/bridge_admin.js",
+    "django_hooks/static/django_hooks/idiomorph-0.8.0.min.js",
+    "django_hooks/positions.py",
     "django_hooks/templates/django_hooks/admin_bridge.html",
     "django_hooks/templatetags/bridge.py",
     "django_hooks/management/commands/runbridge.py",
