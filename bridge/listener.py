@@ -183,8 +183,14 @@ class Listener:
             if self.mode == DRAINING:
                 await asyncio.sleep(max(0.0, read_at + DRAIN_INTERVAL - loop.time()))
             elif self.mode == WAITING and not guard.held:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), pause)
+                # A timer that wakes the loop, not asyncio.wait_for: on Python 3.11
+                # wait_for can swallow a cancel that meets a wake-up, and the daemon
+                # would then never stop.
+                timer = loop.call_later(pause, self._wake.set)
+                try:
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
                 pause = min(pause * 2, WAITING_READ_CAP)
             else:
                 await self._wake.wait()

@@ -165,3 +165,14 @@ async def caught_up(daemon: Daemon, url: str) -> None:
         return unstamped == 0 and (head is None or tuple(head) == daemon.hub.cursor)
 
     await wait_for(check, what="the daemon to read every committed change")
+
+
+async def raw_http(port: int, request: str) -> bytes:
+    """Send raw bytes and read until the server closes: for requests no client library sends
+    (its own Host, broken upgrades, odd request targets)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request.encode("latin-1"))
+    try:
+        return await asyncio.wait_for(reader.read(), scaled(10))
+    finally:
+        writer.close()

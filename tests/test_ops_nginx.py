@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.django_site import free_port
+from tests.fix_bridge import raw_http
 from tests.ops_support import (
     NGINX,
     SITE_NAME,
@@ -20,7 +21,7 @@ from tests.ops_support import (
     count_v1_clients,
 )
 from tests.ops_support import http_get as get
-from tests.timing import scaled, wait_for
+from tests.timing import wait_for
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(),
                                 reason="needs Debian's nginx (apt-get install nginx-light)")
@@ -112,15 +113,6 @@ async def test_nginx_never_serves_metrics_under_another_spelling(watched_db: str
         daemon.stop()
 
 
-async def _raw_http(port: int, request: str) -> bytes:
-    """Send raw bytes through nginx and read the whole answer (nginx closes after it)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(request.encode("latin-1"))
-    try:
-        return await asyncio.wait_for(reader.read(), scaled(10))
-    finally:
-        writer.close()
-
 
 async def test_nginx_answers_only_the_sites_name(
     nginx: Nginx, two_daemons: list[BridgeProcess]
@@ -129,13 +121,13 @@ async def test_nginx_answers_only_the_sites_name(
     upgrade = ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
     for path, extra in (("/healthz", ""), ("/v1", upgrade), ("/", upgrade)):
-        response = await _raw_http(nginx.port, f"GET {path} HTTP/1.1\r\nHost: evil.example\r\n"
+        response = await raw_http(nginx.port, f"GET {path} HTTP/1.1\r\nHost: evil.example\r\n"
                                                f"Origin: http://evil.example\r\n{extra}"
                                                "Connection: close\r\n\r\n")
         assert response.startswith(b"HTTP/1.1 421 "), (path, response[:80])
         # nginx's own error page, not the daemon's 421 (which names --allowed-hosts).
         assert b"<center>nginx" in response and b"--allowed-hosts" not in response
-    response = await _raw_http(nginx.port, f"GET /healthz HTTP/1.1\r\nHost: {SITE_NAME}\r\n"
+    response = await raw_http(nginx.port, f"GET /healthz HTTP/1.1\r\nHost: {SITE_NAME}\r\n"
                                            "Connection: close\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"ok\n"), response
     for daemon in two_daemons:

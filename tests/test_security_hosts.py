@@ -8,7 +8,6 @@ only checking Host against the names the daemon serves under stops it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -16,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from bridge.server import Daemon
-from tests.fix_bridge import token
+from tests.fix_bridge import raw_http, token
 from tests.timing import scaled
 
 pytestmark = pytest.mark.asyncio
@@ -26,15 +25,6 @@ UPGRADE = ("Upgrade: websocket\r\nConnection: Upgrade\r\n"
            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
 REBINDING = "Host: evil.example:{port}\r\nOrigin: http://evil.example:{port}\r\n"
 
-
-async def raw_http(port: int, request: str) -> bytes:
-    """Send raw bytes and read until the daemon closes (a client library sends its own Host)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(request.encode("latin-1"))
-    try:
-        return await asyncio.wait_for(reader.read(), scaled(10))
-    finally:
-        writer.close()
 
 
 async def handshake(port: int, host: str, origin: str | None = None) -> int:

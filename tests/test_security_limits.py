@@ -14,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 
 from bridge.config import Config
 from bridge.server import Daemon
-from tests.fix_bridge import SECRET, WsClient, execute, legacy_url, token, v1_url
+from tests.fix_bridge import SECRET, WsClient, execute, legacy_url, raw_http, token, v1_url
 from tests.timing import scaled, wait_for
 
 pytestmark = pytest.mark.asyncio
@@ -23,15 +23,6 @@ StartDaemon = Callable[..., Awaitable[Daemon]]
 UPGRADE = ("Upgrade: websocket\r\nConnection: Upgrade\r\n"
            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
 
-
-async def _raw_http(port: int, request: str) -> bytes:
-    """Send raw bytes, read until the daemon closes; for requests no client library sends."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(request.encode("latin-1"))
-    try:
-        return await asyncio.wait_for(reader.read(), scaled(10))
-    finally:
-        writer.close()
 
 
 async def _status(url: str, headers: list[tuple[str, str]]) -> int:
@@ -90,7 +81,7 @@ async def test_malformed_or_repeated_origin_is_403_not_500(
 ) -> None:
     """An Origin that does not parse, or two of them, is refused; the daemon logs no error."""
     caplog.set_level(logging.INFO)
-    response = await _raw_http(daemon.port, f"GET /v1 HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}"
+    response = await raw_http(daemon.port, f"GET /v1 HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}"
                                             f"{UPGRADE}\r\n")
     assert response.startswith(b"HTTP/1.1 403 "), response[:60]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
@@ -193,7 +184,7 @@ async def test_failed_handshakes_leave_nothing_behind(daemon: Daemon) -> None:
                     f"GET /v1 HTTP/1.1\r\nHost: 127.0.0.1\r\n{UPGRADE}"
                     "Sec-WebSocket-Version: 8\r\n\r\n"):
         for _ in range(20):
-            response = await _raw_http(daemon.port, request)
+            response = await raw_http(daemon.port, request)
             assert response.startswith(b"HTTP/1.1 4"), response[:40]
 
     def forgotten() -> bool:
@@ -265,7 +256,7 @@ async def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(
 
 async def test_oversized_header_is_refused(daemon: Daemon) -> None:
     """A handshake with an 8 KB+ header line is refused by the HTTP parser, nothing else."""
-    response = await _raw_http(daemon.port, "GET /v1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    response = await raw_http(daemon.port, "GET /v1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                             f"Cookie: bridge_token={'x' * 20000}\r\n{UPGRADE}\r\n")
     assert not response.startswith(b"HTTP/1.1 101"), response[:60]
     assert not daemon.clients
@@ -279,7 +270,7 @@ async def test_oversized_header_is_refused(daemon: Daemon) -> None:
 )
 async def test_paths_are_matched_exactly(daemon: Daemon, target: str, status: int) -> None:
     """/metrics, /healthz, /readyz and the WebSocket paths answer to exactly that path."""
-    response = await _raw_http(daemon.port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    response = await raw_http(daemon.port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert response.startswith(f"HTTP/1.1 {status} ".encode()), response[:60]
     assert (b"bridge_frames_sent" in response) is (status == 200 and "metrics" in target)
 
@@ -289,7 +280,7 @@ async def test_daemon_is_an_async_context_manager(watched_db: str) -> None:
     async with Daemon(Config(database_url=watched_db, port=0, secret_key=SECRET,
                              ping_interval=0)) as daemon:
         await wait_for(daemon.listener.ready.wait(), what="the listener to be ready")
-        response = await _raw_http(daemon.port, "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        response = await raw_http(daemon.port, "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert response.startswith(b"HTTP/1.1 200 ")
         port = daemon.port
     with pytest.raises(OSError):
