@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from bridge import install
 from bridge.auth import Verifier
 from django_hooks.triggers import raw_connection
 from tests.django_site import REPO, child_env, free_port, http_ok, stop_process, wait_http
+from tests.timing import scaled
 
 
 def make_user(username: str):  # type: ignore[no-untyped-def]
@@ -222,8 +224,16 @@ def test_runbridge_restarts_when_the_settings_change(watched_db: str, tmp_path: 
                             start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{first}/readyz", proc)
-        settings.write_text(template.format(port=second))
-        wait_http(f"http://127.0.0.1:{second}/readyz", proc)
+        # The reloader may take its first snapshot of the files after the daemon is up:
+        # an edit before it is not a change. Edit again (a new mtime) until one is seen.
+        deadline = time.monotonic() + scaled(90)
+        while True:
+            settings.write_text(template.format(port=second))
+            try:
+                wait_http(f"http://127.0.0.1:{second}/readyz", proc, timeout=5)
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline, "runbridge never reloaded"
         assert not http_ok(f"http://127.0.0.1:{first}/readyz")
     finally:
         stop_process(proc)
