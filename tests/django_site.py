@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +114,14 @@ class Site:
         with psycopg.connect(self.db_url, autocommit=True) as conn:
             conn.execute(statement, params)  # type: ignore[arg-type]
 
+    def first_task(self, owner: int) -> int:
+        """The id of a user's first task (the seed gives each user three)."""
+        with psycopg.connect(self.db_url) as conn:
+            row = conn.execute("SELECT min(id) FROM example_task WHERE owner_id = %s",
+                               (owner,)).fetchone()
+        assert row and row[0]
+        return int(row[0])
+
 
 SEED = """
 from django.core.management import call_command
@@ -133,3 +142,30 @@ def log_in(page, base: str, username: str, next_url: str) -> None:  # type: igno
     page.fill("#id_password", username + "-pw")
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}{next_url}")
+
+
+@contextlib.contextmanager
+def serve_example(db_url: str, settings: str, daemon_args: Sequence[str]) -> Iterator[Site]:
+    """Seed `db_url` (alice 7, bob 8), then serve the example with Django `settings` on one
+    free port and the daemon (`--django-settings example.settings` plus `daemon_args`) on
+    another; both are stopped on the way out."""
+    bridge_port, http_port = free_port(), free_port()
+    env = child_env(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE=settings,
+                    BRIDGE_PORT=str(bridge_port))
+    subprocess.run([sys.executable, "-m", "example", "shell", "-v0", "-c", SEED],
+                   env=env, cwd=REPO, check=True, timeout=scaled(120))
+    daemon = Daemon({**env, "DJANGO_SETTINGS_MODULE": "example.settings"}, bridge_port,
+                    ("--django-settings", "example.settings", *daemon_args))
+    django = subprocess.Popen(
+        [sys.executable, "-m", "example", "runserver", "--noreload", f"127.0.0.1:{http_port}"],
+        env=env, cwd=REPO, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        daemon.start()
+        base = f"http://127.0.0.1:{http_port}"
+        wait_http(base + "/accounts/login/", django)
+        yield Site(db_url, base, daemon, django, {"alice": 7, "bob": 8})
+    finally:
+        stop_process(django)
+        daemon.stop()

@@ -15,8 +15,6 @@ Loaded with ``pytest_plugins = ["tests.fix_django"]`` in the test modules that u
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,17 +24,10 @@ import pytest
 from tests.django_site import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    REPO,
-    SEED,
-    Daemon,
     Site,
-    child_env,
-    free_port,
-    stop_process,
-    wait_http,
+    serve_example,
 )
 from tests.fix_db import PgServer, temporary_database
-from tests.timing import scaled
 
 # In-process Django ------------------------------------------------------------
 
@@ -85,26 +76,8 @@ def django_db(django_setup: str) -> Iterator[str]:
 @pytest.fixture
 def example_site(db_url: str) -> Iterator[Site]:
     """A migrated database with users alice (id 7) and bob (id 8), Django and the daemon."""
-    bridge_port, http_port = free_port(), free_port()
-    env = child_env(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="example.settings",
-                    BRIDGE_PORT=str(bridge_port))
-    subprocess.run([sys.executable, "-m", "example", "shell", "-v0", "-c", SEED],
-                   env=env, cwd=REPO, check=True, timeout=scaled(120))
-    daemon = Daemon(env, bridge_port, ("--django-settings", "example.settings",
-                                       "--legacy-window", "300ms"))
-    django = subprocess.Popen(
-        [sys.executable, "-m", "example", "runserver", "--noreload", f"127.0.0.1:{http_port}"],
-        env=env, cwd=REPO, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        daemon.start()
-        base = f"http://127.0.0.1:{http_port}"
-        wait_http(base + "/accounts/login/", django)
-        yield Site(db_url, base, daemon, django, {"alice": 7, "bob": 8})
-    finally:
-        stop_process(django)
-        daemon.stop()
+    with serve_example(db_url, "example.settings", ("--legacy-window", "300ms")) as site:
+        yield site
 
 
 # Chromium ---------------------------------------------------------------------

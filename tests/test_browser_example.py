@@ -20,22 +20,12 @@ def wait_text(page: Any, text: str) -> None:
     )
 
 
-def first_task(site: Site, owner: int) -> int:
-    import psycopg
-
-    with psycopg.connect(site.db_url) as conn:
-        row = conn.execute("SELECT min(id) FROM example_task WHERE owner_id = %s",
-                           (owner,)).fetchone()
-    assert row and row[0]
-    return int(row[0])
-
-
 def test_example_page_shows_a_row_changed_with_psql(example_site: Site, page: Any) -> None:
     """The original-snippet task page shows a change made by another writer, without reload."""
     log_in(page, example_site.base, "alice", "/tasks/")
     wait_text(page, "alice task 0")
     example_site.sql("UPDATE example_task SET title = 'edited in psql' WHERE id = %s",
-                     (first_task(example_site, 7),))
+                     (example_site.first_task(7),))
     wait_text(page, "edited in psql")
 
 
@@ -48,7 +38,7 @@ def test_original_snippet_fetches_once_per_change(example_site: Site, page: Any)
     log_in(page, example_site.base, "alice", "/tasks/")
     wait_text(page, "alice task 0")
     assert len(fetches) == 1  # the `updated` sent right after connect
-    task = first_task(example_site, 7)
+    task = example_site.first_task(7)
     quiet = scaled(1.5)  # past the daemon's 300ms legacy window: a late extra would show
     for n, statement in enumerate([
         "UPDATE example_task SET title = %s WHERE id = {task}",
@@ -70,7 +60,7 @@ def test_live_page_catches_up_after_the_daemon_restarts(example_site: Site, page
     example_site.daemon.stop()
     page.wait_for_selector("#bridge-state[data-state=offline]", timeout=DEADLINE_MS)
     example_site.sql("UPDATE example_task SET title = 'changed while down' WHERE id = %s",
-                     (first_task(example_site, 7),))
+                     (example_site.first_task(7),))
     example_site.daemon.start()
     wait_text(page, "changed while down")
     page.wait_for_selector("#bridge-state[data-state=live]", timeout=DEADLINE_MS)
@@ -87,7 +77,7 @@ def test_user_of_owner_7_sees_nothing_of_owner_8(example_site: Site, page: Any) 
     example_site.sql("INSERT INTO example_task (title, done, owner_id, updated_at)"
                      " VALUES ('bob new', false, 8, now())")
     example_site.sql("UPDATE example_task SET title = 'alice sentinel' WHERE id = %s",
-                     (first_task(example_site, 7),))
+                     (example_site.first_task(7),))
     wait_text(page, "alice sentinel")
     events = [f for f in frames if f.get("type") == "event"]
     assert events and all(f["channel"] == "example_task:owner_id=7" for f in events), events

@@ -17,14 +17,10 @@ import pytest
 
 from tests.django_site import (
     REPO,
-    SEED,
-    Daemon,
     Site,
     child_env,
-    free_port,
     log_in,
-    stop_process,
-    wait_http,
+    serve_example,
 )
 from tests.timing import scaled
 
@@ -35,26 +31,8 @@ ALICE, BOB = 7, 8
 @pytest.fixture
 def live_site(db_url: str) -> Iterator[Site]:
     """The example project (tests.live_settings: plus /racy/) with alice (7) and bob (8)."""
-    bridge_port, http_port = free_port(), free_port()
-    env = child_env(DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="tests.live_settings",
-                    BRIDGE_PORT=str(bridge_port))
-    subprocess.run([sys.executable, "-m", "example", "shell", "-v0", "-c", SEED],
-                   env=env, cwd=REPO, check=True, timeout=scaled(120))
-    daemon = Daemon({**env, "DJANGO_SETTINGS_MODULE": "example.settings"}, bridge_port,
-                    ("--django-settings", "example.settings"))
-    django = subprocess.Popen(
-        [sys.executable, "-m", "example", "runserver", "--noreload", f"127.0.0.1:{http_port}"],
-        env=env, cwd=REPO, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        daemon.start()
-        base = f"http://127.0.0.1:{http_port}"
-        wait_http(base + "/accounts/login/", django)
-        yield Site(db_url, base, daemon, django, {"alice": ALICE, "bob": BOB})
-    finally:
-        stop_process(django)
-        daemon.stop()
+    with serve_example(db_url, "tests.live_settings", ()) as site:
+        yield site
 
 
 class Refetches:
@@ -70,18 +48,8 @@ class Refetches:
         return len(self.urls)
 
 
-def first_task(site: Site, owner: int) -> int:
-    import psycopg
-
-    with psycopg.connect(site.db_url) as conn:
-        row = conn.execute("SELECT min(id) FROM example_task WHERE owner_id = %s",
-                           (owner,)).fetchone()
-    assert row and row[0]
-    return int(row[0])
-
-
 def retitle(site: Site, owner: int, title: str) -> None:
-    site.sql("UPDATE example_task SET title = %s WHERE id = %s", (title, first_task(site, owner)))
+    site.sql("UPDATE example_task SET title = %s WHERE id = %s", (title, site.first_task(owner)))
 
 
 def wait_live(page: Any) -> None:
@@ -125,7 +93,7 @@ def test_region_updates_on_psql_orm_and_admin_changes(live_site: Site, page: Any
     page.wait_for_function(
         "document.querySelectorAll('#tasks tr.done').length === 3", timeout=DEADLINE_MS)
     admin = page.context.new_page()
-    admin.goto(f"{live_site.base}/admin/example/task/{first_task(live_site, ALICE)}/change/")
+    admin.goto(f"{live_site.base}/admin/example/task/{live_site.first_task(ALICE)}/change/")
     admin.fill("#id_title", "saved in the admin")
     admin.click("input[name=_save]")
     admin.wait_for_url(f"{live_site.base}/admin/example/task/")
@@ -183,7 +151,7 @@ def test_focus_and_a_half_typed_input_survive_a_morph(live_site: Site, page: Any
     """The row is morphed, not replaced: the focused note keeps its text, caret and focus,
     and a note typed in another row keeps its text too."""
     open_region(page, live_site)
-    first, second = first_task(live_site, ALICE), first_task(live_site, ALICE) + 1
+    first, second = live_site.first_task(ALICE), live_site.first_task(ALICE) + 1
     page.fill(f"#note-{second}", "typed, then left")
     page.click(f"#note-{first}")
     page.keyboard.type("half-typ")
