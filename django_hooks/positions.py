@@ -13,6 +13,7 @@ those queries and the read would be skipped forever.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +56,13 @@ def read(using: str = DEFAULT_DB_ALIAS) -> str:
         raise NoSchemaError(SCHEMA_FIX)
     db_id, tick, row_id, pruned = row
     head = (tick, row_id) if tick is not None else (int(pruned or 0), 0)
-    return Positions([conf.secret_key(), *conf.fallback_keys()]).encode(db_id, head)
+    return _codec(conf.secret_key(), tuple(conf.fallback_keys())).encode(db_id, head)
+
+
+@functools.lru_cache(maxsize=4)
+def _codec(secret: str, fallbacks: tuple[str, ...]) -> Positions:
+    """One Positions per set of keys: deriving them (three HMACs a key) is not per request."""
+    return Positions([secret, *fallbacks])
 
 
 class RenderPosition:
