@@ -41,6 +41,31 @@ SCHEMA_FIX = ("run `python manage.py migrate` (it installs the schema with the t
 REFRESH_HEADER = "X-Bridge-Live"
 """Sent by bridge.js when it refetches a region: such a response needs no position."""
 
+SKIPPED = "skipped"
+"""`request.bridge_render` when the middleware left a request alone on purpose (wants_position)."""
+
+
+def wants_position(request: HttpRequest) -> bool:
+    """Whether a request may render a page whose regions need a render position.
+
+    Only GET and HEAD render pages. A script's data request does not: fetch()
+    says so with `Sec-Fetch-Dest: empty` (every current browser sends it),
+    jQuery's ajax with `X-Requested-With: XMLHttpRequest`. Those are the
+    refetches of `refetchOn()` and of the original snippet, one per tab and
+    change, and skipping them keeps each refetch at what a poll costs the
+    database. htmx requests (`HX-Request`) keep their position: hx-boost swaps
+    in whole pages. A region rendered by a skipped request still shows every
+    change: without a position bridge.js refetches it once on load.
+    """
+    if request.method not in ("GET", "HEAD"):
+        return False
+    headers = request.headers
+    if REFRESH_HEADER in headers:
+        return False
+    if headers.get("X-Requested-With") == "XMLHttpRequest":
+        return False
+    return headers.get("Sec-Fetch-Dest") != "empty" or "HX-Request" in headers
+
 
 def read(using: str = DEFAULT_DB_ALIAS) -> str:
     """The log's head as the opaque position string a daemon would give out: encoded with
@@ -102,14 +127,16 @@ class LiveRenderMiddleware:
 
     Put it first in MIDDLEWARE, or at least before anything that queries the
     database: a position read after a query would let a change slip through.
-    Requests that write (POST, ...) and bridge.js's own refetches skip it.
+    Requests that write (POST, ...), bridge.js's own refetches and scripts'
+    data requests skip it (`wants_position`).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method not in ("GET", "HEAD") or REFRESH_HEADER in request.headers:
+        if not wants_position(request):
+            request.bridge_render = SKIPPED
             return self.get_response(request)
         capture = RenderPosition()
         request.bridge_render = capture

@@ -61,5 +61,10 @@ def partial_region(request: HttpRequest) -> HttpResponse:
                                     request))
 
 
+def reads_position(request: HttpRequest) -> HttpResponse:
+    """Whether LiveRenderMiddleware read a render position for this request."""
+    return HttpResponse("yes" if positions.for_request(request) is not None else "no")
+
+
 urlpatterns = [path("racy/<str:point>/", racy), path("partial-region/", partial_region),
-               *example_urlpatterns]
+               path("reads-position/", reads_position), *example_urlpatterns]

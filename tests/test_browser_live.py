@@ -109,6 +109,15 @@ def test_no_request_after_load_when_nothing_changed(live_site: Site, page: Any) 
     assert refetches.count == 1, refetches.urls
 
 
+def test_a_script_data_request_skips_the_position_query(live_site: Site, page: Any) -> None:
+    """Chromium's fetch() sends Sec-Fetch-Dest: empty, so a refetchOn() refetch pays no head
+    query; a navigation to the same URL reads the position."""
+    page.goto(f"{live_site.base}/reads-position/")
+    assert page.inner_text("body") == "yes"
+    fetched = page.evaluate("fetch('/reads-position/').then(r => r.text())")
+    assert fetched == "no"
+
+
 def test_a_bulk_write_is_one_refetch(live_site: Site, page: Any) -> None:
     """500 rows inserted in one statement reach the region as one event: one refetch."""
     refetches = Refetches(page)

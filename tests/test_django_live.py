@@ -185,6 +185,57 @@ def test_middleware_skips_writes_and_region_refetches(django_db: str) -> None:
     assert posted.content == refetch.content == b"None"
 
 
+def test_middleware_skips_data_requests_and_keeps_pages_and_htmx(django_db: str) -> None:
+    """fetch() and jQuery data requests pay no position query; navigations and htmx do."""
+    from django.db import connection
+
+    from django_hooks import positions
+
+    def view(request: HttpRequest) -> HttpResponse:
+        capture = positions.for_request(request)
+        return HttpResponse("none" if capture is None else capture.get())
+
+    middleware = positions.LiveRenderMiddleware(view)
+    factory = RequestFactory()
+    skipped = {
+        "fetch()": {"HTTP_SEC_FETCH_DEST": "empty", "HTTP_SEC_FETCH_MODE": "cors"},
+        "$.getJSON": {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"},
+    }
+    for name, headers in skipped.items():
+        with CaptureQueriesContext(connection) as queries:
+            response = middleware(factory.get("/task-list", **headers))
+        assert queries.captured_queries == [], name
+        assert response.content == b"none", name
+    kept = {
+        "navigation": {"HTTP_SEC_FETCH_DEST": "document", "HTTP_SEC_FETCH_MODE": "navigate"},
+        "htmx": {"HTTP_SEC_FETCH_DEST": "empty", "HTTP_HX_REQUEST": "true"},
+        "no fetch metadata": {},
+    }
+    for name, headers in kept.items():
+        with CaptureQueriesContext(connection) as queries:
+            response = middleware(factory.get("/page/", **headers))
+        assert len(queries.captured_queries) == 1, name
+        assert response.content.decode() == positions.read(), name
+
+
+def test_live_in_a_skipped_data_request_falls_back_quietly(
+        django_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A region rendered by a fetch() request has no position (bridge.js refetches it once on
+    load) and logs no warning to add a middleware that is there."""
+    from django_hooks import positions
+
+    user = make_user("fetched")
+
+    def view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(render('{% live "example.Task" %}x{% endlive %}', user, request))
+
+    with caplog.at_level(logging.WARNING, logger="django_hooks"):
+        response = positions.LiveRenderMiddleware(view)(
+            RequestFactory().get("/fragment/", HTTP_SEC_FETCH_DEST="empty"))
+    assert configs(response.content.decode())[-1]["since"] is None
+    assert "LiveRenderMiddleware" not in caplog.text
+
+
 # {% live %} and {% live_attrs %} ---------------------------------------------------
 
 

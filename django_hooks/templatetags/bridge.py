@@ -178,7 +178,8 @@ def _mark_live(request: Any, page: Page, channels: list[str]) -> list[str]:
     if capture is not None:
         page.since = capture.get()
     elif page.since is None and request is not None and \
-            positions.REFRESH_HEADER not in getattr(request, "headers", {}):
+            positions.REFRESH_HEADER not in getattr(request, "headers", {}) and \
+            getattr(request, "bridge_render", None) != positions.SKIPPED:
         logger.warning(
             "{%% live %%} on %s has no render position, so bridge.js refetches it once on"
             " load: add \"django_hooks.positions.LiveRenderMiddleware\" to MIDDLEWARE",
