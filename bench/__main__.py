@@ -40,7 +40,7 @@ PLANS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "bulk": ({"repeats": 5}, {"repeats": 15}),
     "breakdown": ({}, {"seconds": 3, "rounds": 3, "repeats": 9}),
     "compare": ({"plan": [(0.1, 10), (1.0, 5), (10.0, 3)]},
-                {"plan": [(0.1, 150), (1.0, 60), (10.0, 15)]}),
+                {"plan": [(0.1, 180), (1.0, 45), (10.0, 15)]}),  # 18, 45, 150 changes
     "channels": ({"plan": [(1.0, 4), (10.0, 15)]}, {"plan": [(1.0, 20), (10.0, 100)]}),
 }
 

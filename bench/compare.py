@@ -26,6 +26,23 @@ Queries: every refetch is one query, counted exactly by the tabs; the
 original server counts its sync-loop queries; the daemon's sessions run with
 log_statement=all (PGOPTIONS, its sessions only), and its statements logged
 inside the measured window are counted from the server log.
+
+PostgreSQL CPU (issue 14): every process that connects names itself
+(application_name: each design's tabs, the original server, the writer; the
+daemon's sessions are "pg_notify_bridge ..."), and bench/pgcpu.py reads every
+backend's on-CPU time at the start and the end of the window. Each design is
+charged with the backends that serve it: polling its tabs; the original
+design its server and its tabs; each bridge design its tabs, every session
+of the daemon (shared by c, d and e, so each is charged in full, as with
+queries) and what the capture trigger adds to the writer's transactions.
+That last part is measured in the stream itself: after (or before, at
+random) each committed UPDATE of example_task, the writer makes the same
+UPDATE of example_task_plain, an identical table without triggers, and the
+writer backend's on-CPU time is read around each of the two; the trigger's
+cost is the sum of the differences over the window's writes. The plain
+UPDATEs are the application's own work, which every design pays alike, and
+are charged to none. The daemon's log_statement=all (for the query counts)
+costs its backends a little more than in production: an upper bound.
 """
 
 from __future__ import annotations
@@ -39,10 +56,14 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from bridge.listener import APPLICATION_NAME as DAEMON_APP
+
+from . import pgcpu
 from .env import ROOT, SECRET, Cluster, Daemon, free_port
 from .stats import summary_ms
 
@@ -57,6 +78,27 @@ TABS = 100
 PROCESSES = 2  # per design: a tab's reaction is not queued behind 99 others in one loop
 TAIL = 2.5
 WARMUP = 5.0  # seconds of the same stream before the measured window: steady state, not start-up
+
+# application_name of each process that connects, so its backends can be charged (pgcpu.py).
+WRITER_APP = "bench-writer"
+ORIGINAL_APP = "bench-original"
+METER_APP = "bench-cpu-meter"
+TABS_APP = "bench-tabs "  # + the design's name
+PLAIN_TABLE = "example_task_plain"  # example_task without triggers: the writer's paired write
+UPDATES = {
+    "example_task": "UPDATE example_task SET done = NOT done WHERE id = %s",
+    PLAIN_TABLE: "UPDATE example_task_plain SET done = NOT done WHERE id = %s",
+}
+# What each design is charged with: groups of backends (see _classify), and
+# "triggers", the capture trigger's cost in the writer's transactions.
+CHARGES = {
+    "a_polling": ["tabs a_polling"],
+    "b_original": ["original", "tabs b_original"],
+    "c_legacy": ["tabs c_legacy", "daemon", "triggers"],
+    "d_refetchon": ["tabs d_refetchon", "daemon", "triggers"],
+    "e_region": ["tabs e_region", "daemon", "triggers"],
+}
+BRIDGE_DESIGNS = ("c_legacy", "d_refetchon", "e_region")
 
 
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC \[\d+\] LOG:  "
@@ -75,13 +117,34 @@ def _logged_statements(pg: Cluster, since: float, until: float) -> int:
     return count
 
 
+def _classify(database: str) -> Any:
+    """The group of a backend (see CHARGES) from its database and application_name."""
+    def classify(b: pgcpu.Backend) -> str:
+        if b.application == METER_APP:
+            return "harness"
+        if b.database != database:
+            return "cluster background"  # checkpointer, WAL writer, logger, I/O workers...
+        if b.application.startswith(DAEMON_APP):
+            return "daemon"
+        if b.application == WRITER_APP:
+            return "writer"
+        if b.application == ORIGINAL_APP:
+            return "original"
+        if b.application.startswith(TABS_APP):
+            return "tabs " + b.application.removeprefix(TABS_APP)
+        return "other in the database"  # autovacuum workers, anything unnamed
+    return classify
+
+
 class _Proc:
-    def __init__(self, args: list[str]):
+    def __init__(self, args: list[str], application_name: str):
         # The daemon's key in the environment (never on a command line): region tabs
-        # encode their render position with it, as Django does.
+        # encode their render position with it, as Django does. PGAPPNAME names
+        # every connection the process opens (libpq reads it).
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1,
-                                     env={**os.environ, "BRIDGE_SECRET_KEY": SECRET})
+                                     env={**os.environ, "BRIDGE_SECRET_KEY": SECRET,
+                                          "PGAPPNAME": application_name})
 
     def line(self) -> Any:
         assert self.proc.stdout is not None
@@ -109,11 +172,16 @@ class _Proc:
 def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, Any]:
     db = f"bench_compare_{str(rate).replace('.', '_')}"
     url = pg.create_database(db)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE example_task_plain (LIKE example_task INCLUDING ALL)")
+        conn.execute("INSERT INTO example_task_plain SELECT * FROM example_task")
+        conn.execute("VACUUM ANALYZE example_task_plain")
     daemon = Daemon(url, env={"PGOPTIONS": "-c log_statement=all"}).start()
     original_port = free_port()
     original = subprocess.Popen([sys.executable, "-m", "bench.original", "--database-url", url,
                                  "--port", str(original_port)], cwd=ROOT,
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PGAPPNAME": ORIGINAL_APP})
     assert original.stdout is not None
     original.stdout.readline()  # "ready"
     targets = {
@@ -127,7 +195,7 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
     }
     tabs = {(name, part): _Proc([sys.executable, "-m", "bench.tabs", json.dumps(
         {**cfg, "tabs": TABS // PROCESSES, "first": part * (TABS // PROCESSES),
-         "database_url": url, "seed": seed + 10 * i + part})])
+         "database_url": url, "seed": seed + 10 * i + part})], TABS_APP + name)
         for i, (name, cfg) in enumerate(targets.items()) for part in range(PROCESSES)}
     writes = 0
     try:
@@ -140,19 +208,44 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
         warmup = sorted(rng.uniform(-WARMUP, 0) for _ in range(round(rate * WARMUP)))
         offsets = sorted(rng.uniform(0, duration) for _ in range(round(rate * duration)))
         commits: list[float] = []
-        with psycopg.connect(url, autocommit=True) as writer:
+        pairs: list[tuple[int, int]] = []  # writer CPU ns per write: (with triggers, without)
+        order = random.Random(seed + 1)  # which of the pair goes first (the stream's rng untouched)
+        first: pgcpu.Snapshot | None = None
+        with psycopg.connect(url, autocommit=True, application_name=WRITER_APP) as writer, \
+                psycopg.connect(pg.url, autocommit=True, application_name=METER_APP) as meter:
+            schedstat = Path(f"/proc/{writer.info.backend_pid}/schedstat")
+            for table in UPDATES:  # compile the trigger and prepare both: session set-up, not
+                with writer.transaction(force_rollback=True):  # a write's cost (no event)
+                    writer.execute(UPDATES[table], (1,), prepare=True)
             started = time.monotonic() + WARMUP
             wall_started = time.time() + WARMUP
+            ended = started + duration
             for offset in [*warmup, *offsets]:
+                if offset >= 0 and first is None:
+                    time.sleep(max(0.0, started - time.monotonic()))
+                    first = pgcpu.read(meter, pg.datadir)
                 pause = started + offset - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
-                writer.execute("UPDATE example_task SET done = NOT done WHERE id = %s",
-                               (rng.randint(1, 10_000),), prepare=True)
+                task = rng.randint(1, 10_000)
+                tables = list(UPDATES)
+                if order.random() < 0.5:
+                    tables.reverse()
+                spent: dict[str, int] = {}
+                for table in tables:
+                    before = pgcpu.parse_schedstat(schedstat.read_text())
+                    writer.execute(UPDATES[table], (task,), prepare=True)
+                    spent[table] = pgcpu.parse_schedstat(schedstat.read_text()) - before
+                    if table == "example_task" and offset >= 0:
+                        commits.append(time.monotonic())
                 if offset >= 0:
-                    commits.append(time.monotonic())
+                    pairs.append((spent["example_task"], spent[PLAIN_TABLE]))
                 writes += 1
-            ended = started + duration
+            if first is None:
+                time.sleep(max(0.0, started - time.monotonic()))
+                first = pgcpu.read(meter, pg.datadir)
+            time.sleep(max(0.0, ended - time.monotonic()))
+            last = pgcpu.read(meter, pg.datadir)
             time.sleep(max(0.0, ended + TAIL - time.monotonic()))
         reports: dict[str, dict[str, Any]] = {}
         for (name, _), proc in tabs.items():
@@ -172,6 +265,8 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
     original_queries, original_seconds = out.split()[-2:]
     original_rate = int(original_queries) / float(original_seconds)
     daemon_queries = _logged_statements(pg, wall_started, wall_started + duration)
+    cpu = _pg_cpu(pgcpu.window(first, last), db, pairs, len(commits), reports,
+                  original_rate, started, ended)
     results: dict[str, Any] = {}
     for name, report in reports.items():
         server = {"b_original": original_rate, "c_legacy": daemon_queries / duration,
@@ -187,10 +282,53 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
             "queries_per_s": round(in_window / duration + server, 2),
             **_staleness(commits, issued, "staleness"),
             **_staleness(commits, [sorted(s) for s in report["starts"]], "query_staleness"),
+            **cpu["designs"][name],
         }
     return {"rate": rate, "duration_s": duration, "changes": len(commits), "designs": results,
             "writes": writes, "daemon_queries_in_window": daemon_queries,
-            "original_queries_per_s": round(original_rate, 2)}
+            "original_queries_per_s": round(original_rate, 2),
+            "pg_cpu": {k: v for k, v in cpu.items() if k != "designs"}}
+
+
+def _pg_cpu(win: pgcpu.Window, database: str, pairs: list[tuple[int, int]], changes: int,
+            reports: dict[str, dict[str, Any]], original_rate: float, started: float,
+            ended: float) -> dict[str, Any]:
+    """Each design's PostgreSQL CPU over the window, and where the bridge's goes."""
+    groups = pgcpu.group(win, _classify(database))
+    writer = pgcpu.paired_writes(pairs)
+    charged = pgcpu.charge(groups, CHARGES, {"triggers": writer["added_ms"]})
+    per_s = 1 / win.seconds
+    polling = charged["a_polling"].ms
+    designs: dict[str, Any] = {}
+    for name, c in charged.items():
+        refetches = sum(started <= t < ended for s in reports[name]["starts"] for t in s)
+        tabs_ms = groups.ms.get(f"tabs {name}", 0.0)
+        designs[name] = {
+            "pg_cpu_ms_per_s": round(c.ms * per_s, 3),
+            "pg_cpu_parts_ms_per_s": {k: round(v * per_s, 3) for k, v in c.parts_ms.items()},
+            "pg_cpu_polling_over_design": round(polling / c.ms, 3) if c.ms else None,
+            "pg_cpu_complete": c.complete,
+            "pg_cpu_ended_in_window": c.ended_in_window,
+            "refetch_us": round(tabs_ms * 1000 / refetches, 1) if refetches else None,
+        }
+    daemon_ms = groups.ms.get("daemon", 0.0)
+    original_queries = original_rate * win.seconds
+    return {
+        "designs": designs,
+        "window_s": round(win.seconds, 3),
+        "groups_ms_per_s": {k: round(v * per_s, 3) for k, v in sorted(groups.ms.items())},
+        "started_in_window": groups.started,
+        "ended_in_window": groups.ended,
+        "exited_in_window_ms": round(win.exited_ns / 1e6, 1),
+        "exited_resolution_ms": pgcpu.TICK_NS / 1e6,
+        "daemon_ms_per_change": round(daemon_ms / changes, 3) if changes else None,
+        "daemon_sessions_ms": {f"{pid}: {b.query}": round(win.spent_ns.get(pid, 0) / 1e6, 2)
+                               for pid, b in win.backends.items()
+                               if b.application.startswith(DAEMON_APP)},
+        "original_us_per_sync_query": (round(groups.ms.get("original", 0.0) * 1000
+                                             / original_queries, 1) if original_queries else None),
+        "writer": writer,
+    }
 
 
 def _staleness(commits: list[float], times: list[list[float]], name: str) -> dict[str, Any]:

@@ -125,6 +125,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             if name == "e_region" and rate["rate"] == 1:  # issue 16's target
                 _at_most(rows, label, "e_region p50 staleness ms",
                          d[name]["staleness_ms"].get("p50"), 20.0, "ms")
+        _pg_cpu_rows(rows, label, rate)
     runs = _get(s, "channels", "runs") or []
     for rate in sorted({r["rate"] for r in runs}):
         pair = {r["server"]: r for r in runs if r["rate"] == rate}
@@ -138,6 +139,28 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 _at_least(rows, label, "server CPU per frame, Channels / bridge",
                           c["server_cpu_us_per_frame"] / b["server_cpu_us_per_frame"], 10.0, "x")
     return rows
+
+
+def _pg_cpu_rows(rows: list[dict[str, Any]], label: str, rate: dict[str, Any]) -> None:
+    """Issue 14: each bridge design costs PostgreSQL less CPU than polling; >= 10x at 0.1/s.
+
+    A side whose backends ended inside the window lost their last part: not judged.
+    """
+    d = rate["designs"]
+    if "pg_cpu_ms_per_s" not in d.get("a_polling", {}):  # a run from before CPU was measured
+        return
+    polling = d["a_polling"]
+    for name in ("c_legacy", "d_refetchon", "e_region"):
+        if name not in d:
+            continue
+        whole = d[name]["pg_cpu_complete"] and polling["pg_cpu_complete"]
+        ms = d[name]["pg_cpu_ms_per_s"] if whole else None
+        note = "" if whole else " (not judged: a backend ended inside the window)"
+        _at_most(rows, label, f"{name} PostgreSQL CPU ms/s (< polling"
+                 f" {polling['pg_cpu_ms_per_s']:g}){note}", ms, polling["pg_cpu_ms_per_s"], "ms/s")
+        if rate["rate"] <= 0.1:
+            _at_least(rows, label, f"{name} PostgreSQL CPU, polling / design{note}",
+                      d[name]["pg_cpu_polling_over_design"] if whole else None, 10.0, "x")
 
 
 def text_table(rows: list[dict[str, Any]]) -> str:
@@ -179,6 +202,7 @@ def _details(results: dict[str, Any]) -> str:
                            f" {d['refetches_per_s']:g} | {d['server_queries_per_s']:g} |"
                            f" {d['queries_per_s']:g} | {_ms(d['staleness_ms'])} |"
                            f" {_ms(d.get('query_staleness_ms'))} |")
+    out += _pg_cpu_details(_get(s, "compare", "rates") or [])
     runs = _get(s, "channels", "runs") or []
     if runs:
         out += ["", "### Against Django Channels (1,000 subscribers)", "",
@@ -286,6 +310,40 @@ def _details(results: dict[str, Any]) -> str:
                    f" {b['repeats']}); {b['notifies']} NOTIFY; {b['frames_per_subscriber']}"
                    f" frame per subscriber; delivered in {_ms(b['deliver_ms'])} ms")
     return "\n".join(out)
+
+
+def _pg_cpu_details(rates: list[dict[str, Any]]) -> list[str]:
+    """Scenario 7's PostgreSQL CPU per design, its parts, and where the bridge's goes."""
+    rates = [r for r in rates if "pg_cpu" in r]
+    if not rates:
+        return []
+    out = ["", "### PostgreSQL CPU against polling (100 tabs, every backend)", "",
+           "| changes/s (changes) | design | PostgreSQL CPU ms/s | polling / design |"
+           " parts ms/s | tab query us/refetch |", "|---:|---|---:|---:|---|---:|"]
+    for rate in rates:
+        for name, d in rate["designs"].items():
+            parts = ", ".join(f"{k} {v:g}" for k, v in d["pg_cpu_parts_ms_per_s"].items())
+            whole = "" if d["pg_cpu_complete"] else " (incomplete)"
+            out.append(f"| {rate['rate']:g} ({rate['changes']}) | {name} |"
+                       f" {d['pg_cpu_ms_per_s']:g}{whole} | {d['pg_cpu_polling_over_design']} |"
+                       f" {parts} | {d['refetch_us']} |")
+    out.append("")
+    for rate in rates:
+        c, w = rate["pg_cpu"], rate["pg_cpu"]["writer"]
+        others = ", ".join(f"{k} {v:g}" for k, v in c["groups_ms_per_s"].items()
+                           if not k.startswith("tabs "))
+        moved = "; ".join(f"{kind} inside the window: " + ", ".join(
+            f"{g}: {', '.join(labels)}" for g, labels in c[key].items())
+            for key, kind in (("started_in_window", "started"), ("ended_in_window", "ended"))
+            if c[key])
+        out.append(f"- {rate['rate']:g} changes/s, {c['window_s']:g} s: daemon"
+                   f" {c['daemon_ms_per_change']} ms per change; the trigger adds"
+                   f" {w['added_ms']:g} ms over {w['writes']} writes ({w['with_us']:g} us per"
+                   f" write with it, {w['without_us']:g} without); original design"
+                   f" {c['original_us_per_sync_query']} us per sync query; every group, ms/s:"
+                   f" {others}; exited children inside the window {c['exited_in_window_ms']:g}"
+                   f" ms (to {c['exited_resolution_ms']:g} ms)" + (f"; {moved}" if moved else ""))
+    return out
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
