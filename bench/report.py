@@ -343,6 +343,10 @@ def _pg_cpu_details(rates: list[dict[str, Any]]) -> list[str]:
                    f" {c['original_us_per_sync_query']} us per sync query; every group, ms/s:"
                    f" {others}; exited children inside the window {c['exited_in_window_ms']:g}"
                    f" ms (to {c['exited_resolution_ms']:g} ms)" + (f"; {moved}" if moved else ""))
+        if c.get("daemon_sessions_ms") and rate["changes"]:
+            out.append("  - the daemon's sessions, ms per change (by last statement): " + "; ".join(
+                f"`{k.split(': ', 1)[1][:50]}` {v / rate['changes']:.3f}"
+                for k, v in c["daemon_sessions_ms"].items()))
     return out
 
 
