@@ -198,6 +198,7 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
          "database_url": url, "seed": seed + 10 * i + part})], TABS_APP + name)
         for i, (name, cfg) in enumerate(targets.items()) for part in range(PROCESSES)}
     writes = 0
+    watcher = pgcpu.Watcher(pg.datadir)  # names what starts and ends inside the window
     try:
         ready: dict[str, int] = {}
         for (name, _), proc in tabs.items():
@@ -224,6 +225,7 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
                 if offset >= 0 and first is None:
                     time.sleep(max(0.0, started - time.monotonic()))
                     first = pgcpu.read(meter, pg.datadir)
+                    watcher.start()
                 pause = started + offset - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
@@ -244,8 +246,10 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
             if first is None:
                 time.sleep(max(0.0, started - time.monotonic()))
                 first = pgcpu.read(meter, pg.datadir)
+                watcher.start()
             time.sleep(max(0.0, ended - time.monotonic()))
             last = pgcpu.read(meter, pg.datadir)
+            seen = watcher.stop()
             time.sleep(max(0.0, ended + TAIL - time.monotonic()))
         reports: dict[str, dict[str, Any]] = {}
         for (name, _), proc in tabs.items():
@@ -257,6 +261,7 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
             merged["queries"] += part["queries"]
             merged["resyncs"] += part.get("resyncs", 0)
     finally:
+        watcher.stop()
         for proc in tabs.values():
             proc.stop()
         original.terminate()
@@ -267,6 +272,7 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int) -> dict[str, 
     daemon_queries = _logged_statements(pg, wall_started, wall_started + duration)
     cpu = _pg_cpu(pgcpu.window(first, last), db, pairs, len(commits), reports,
                   original_rate, started, ended)
+    cpu["exited_seen"] = pgcpu.transients(seen, first, last)
     results: dict[str, Any] = {}
     for name, report in reports.items():
         server = {"b_original": original_rate, "c_legacy": daemon_queries / duration,

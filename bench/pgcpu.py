@@ -19,13 +19,19 @@ of every process of the cluster, at the start and at the end of the window:
   difference minus what the backends that ended had spent by the start.
   Backends that start inside the window are counted whole (a forked
   process's on-CPU time starts at zero). Both kinds are listed in the
-  result, never silently dropped.
+  result, never silently dropped;
+- to name what started and ended between the two readings (autovacuum
+  workers, mostly), a Watcher samples the postmaster's children 20 times a
+  second and keeps each newcomer's process title and its latest on-CPU time:
+  a lower bound of its share (what it spent after the last sample is only in
+  the postmaster's total), and one that lived between two samples is missed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -196,6 +202,27 @@ def paired_writes(pairs: Iterable[tuple[int, int]]) -> dict[str, float | int]:
             "without_us": round(without_ns / n / 1e3, 1) if n else 0.0}
 
 
+def process_title(cmdline: bytes) -> str:
+    """A PostgreSQL process's title ("autovacuum worker db", "user db [local] idle")."""
+    return cmdline.split(b"\0")[0].decode(errors="replace").removeprefix("postgres: ").strip()
+
+
+def transients(seen: Mapping[int, tuple[str, int]], start: Snapshot,
+               end: Snapshot) -> dict[str, dict[str, float]]:
+    """Processes a Watcher saw that neither reading did, per title: count and CPU (ms).
+
+    The CPU is each one's last sample, a lower bound of what it spent.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for pid, (title, ns) in seen.items():
+        if pid in start.backends or pid in end.backends:
+            continue
+        entry = out.setdefault(title, {"count": 0, "cpu_ms": 0.0})
+        entry["count"] += 1
+        entry["cpu_ms"] = round(entry["cpu_ms"] + ns / 1e6, 3)
+    return out
+
+
 # -- the readings (I/O) ---------------------------------------------------------
 
 
@@ -229,3 +256,36 @@ def read(conn: psycopg.Connection, datadir: Path) -> Snapshot:
         database, application, kind, query = names.get(pid, ("", "", "", ""))
         backends[pid] = Backend(pid, database, application, kind, ns, " ".join(query.split()))
     return Snapshot((t0 + t1) / 2, backends, reaped_ticks * TICK_NS)
+
+
+class Watcher:
+    """Samples the postmaster's children during a window to name the short-lived ones."""
+
+    def __init__(self, datadir: Path, interval: float = 0.05):
+        self.master = int((datadir / "postmaster.pid").read_text().split()[0])
+        self.interval = interval
+        self.seen: dict[int, tuple[str, int]] = {}
+        """pid -> (latest process title, latest on-CPU ns) of every child sampled."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pgcpu-watcher", daemon=True)
+
+    def start(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[int, tuple[str, int]]:
+        """Stop sampling (again, or before it started: no harm) and return what was seen."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.seen
+
+    def _run(self) -> None:
+        children = Path(f"/proc/{self.master}/task/{self.master}/children")
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(OSError):
+                for pid in map(int, children.read_text().split()):
+                    with contextlib.suppress(OSError, ValueError, IndexError):
+                        title = process_title(Path(f"/proc/{pid}/cmdline").read_bytes())
+                        ns = parse_schedstat(Path(f"/proc/{pid}/schedstat").read_text())
+                        self.seen[pid] = (title, ns)

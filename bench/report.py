@@ -342,12 +342,20 @@ def _pg_cpu_details(rates: list[dict[str, Any]]) -> list[str]:
                    f" write with it, {w['without_us']:g} without); original design"
                    f" {c['original_us_per_sync_query']} us per sync query; every group, ms/s:"
                    f" {others}; exited children inside the window {c['exited_in_window_ms']:g}"
-                   f" ms (to {c['exited_resolution_ms']:g} ms)" + (f"; {moved}" if moved else ""))
+                   f" ms (to {c['exited_resolution_ms']:g} ms)" + _seen(c.get("exited_seen"))
+                   + (f"; {moved}" if moved else ""))
         if c.get("daemon_sessions_ms") and rate["changes"]:
             out.append("  - the daemon's sessions, ms per change (by last statement): " + "; ".join(
                 f"`{k.split(': ', 1)[1][:50]}` {v / rate['changes']:.3f}"
                 for k, v in c["daemon_sessions_ms"].items()))
     return out
+
+
+def _seen(seen: dict[str, dict[str, float]] | None) -> str:
+    if not seen:
+        return ""
+    return ", of which sampled (lower bounds): " + ", ".join(
+        f"{title} x{v['count']:g} {v['cpu_ms']:g} ms" for title, v in seen.items())
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:

@@ -103,6 +103,23 @@ def test_paired_writes_charge_the_difference() -> None:
                                        "without_us": 0.0}
 
 
+def test_process_title_strips_the_prefix_and_the_padding() -> None:
+    """PostgreSQL overwrites argv: the title is the first NUL-terminated string."""
+    assert pgcpu.process_title(b"postgres: autovacuum worker bench\0\0\0") == \
+        "autovacuum worker bench"
+    assert pgcpu.process_title(b"/usr/bin/postgres\0-D\0/data\0") == "/usr/bin/postgres"
+
+
+def test_transients_keep_only_processes_neither_reading_saw() -> None:
+    """A process the Watcher sampled that a reading also saw is not a transient."""
+    start = Snapshot(0.0, {1: _b(1, 0)}, 0)
+    end = Snapshot(1.0, {1: _b(1, 0), 2: _b(2, 0)}, 0)
+    seen = {1: ("a", 5), 2: ("b", 5), 3: ("autovacuum worker db", 2_000_000),
+            4: ("autovacuum worker db", 500_000)}
+    assert pgcpu.transients(seen, start, end) == {
+        "autovacuum worker db": {"count": 2, "cpu_ms": 2.5}}
+
+
 def test_compare_charges_every_bridge_design_with_the_whole_daemon_and_the_trigger() -> None:
     """Each bridge design carries the daemon and the trigger; polling only its tabs."""
     for name in compare.BRIDGE_DESIGNS:
@@ -125,7 +142,10 @@ def test_compare_classifies_backends_by_database_and_application_name() -> None:
 
 async def test_read_sees_work_newcomers_and_leavers_on_a_real_cluster(
         pg_server: PgServer, db_url: str) -> None:
-    """Two readings around real backends: work shows as CPU, start and end are reported."""
+    """Two readings around real backends: work shows as CPU, start and end are reported.
+
+    One backend lives only between the readings: the Watcher names it.
+    """
     if pg_server.datadir is None:
         pytest.skip("reads /proc of an embedded server (DATABASE_URL is someone else's)")
     datadir = Path(pg_server.datadir)
@@ -138,11 +158,18 @@ async def test_read_sees_work_newcomers_and_leavers_on_a_real_cluster(
         worker.execute("SELECT count(*) FROM generate_series(1, 300000)").fetchone()
         leaver.close()
         await wait_for(lambda: not Path(f"/proc/{leaver_pid}").exists(), what="leaver gone")
+        watcher = pgcpu.Watcher(datadir, interval=0.01).start()
+        with psycopg.connect(db_url, autocommit=True, application_name="short") as short:
+            short_pid = short.info.backend_pid
+            short.execute("SELECT count(*) FROM generate_series(1, 1000)").fetchone()
+            await wait_for(lambda: short_pid in watcher.seen, what="the watcher sees it")
+        await wait_for(lambda: not Path(f"/proc/{short_pid}").exists(), what="short gone")
         with psycopg.connect(db_url, autocommit=True, application_name="newcomer") as newcomer:
             newcomer.execute("SELECT count(*) FROM generate_series(1, 1000)").fetchone()
             last = pgcpu.read(meter, datadir)
             newcomer_pid = newcomer.info.backend_pid
         win = pgcpu.window(first, last)
+        seen = watcher.stop()
     assert win.backends[worker_pid].application == "worker"
     assert win.backends[worker_pid].database == dbname
     assert win.spent_ns[worker_pid] > 0
@@ -152,3 +179,7 @@ async def test_read_sees_work_newcomers_and_leavers_on_a_real_cluster(
     assert win.spent_ns[newcomer_pid] == last.backends[newcomer_pid].cpu_ns > 0
     groups = pgcpu.group(win, lambda b: b.application)
     assert groups.ended == {"leaver": [f"leaver (pid {leaver_pid})"]}
+    assert short_pid not in win.backends  # started and ended between the readings:
+    short_title = seen[short_pid][0]  # only the Watcher knows it
+    assert dbname in short_title
+    assert pgcpu.transients(seen, first, last)[short_title]["count"] >= 1
