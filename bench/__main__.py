@@ -41,8 +41,13 @@ PLANS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "breakdown": ({}, {"seconds": 3, "rounds": 3, "repeats": 9}),
     "compare": ({"plan": [(0.1, 10), (1.0, 5), (10.0, 3)]},
                 {"plan": [(0.1, 180), (1.0, 45), (10.0, 15)]}),  # 18, 45, 150 changes
+    "compare_indexed": ({"plan": [(0.1, 10), (1.0, 5), (10.0, 3)]},
+                        {"plan": [(0.1, 180), (1.0, 45), (10.0, 15)]}),
     "channels": ({"plan": [(1.0, 4), (10.0, 15)]}, {"plan": [(1.0, 20), (10.0, 100)]}),
 }
+
+# Scenarios that run only when named in --only: what-ifs, not targets.
+ON_REQUEST = {"compare_indexed"}
 
 
 def run_scenario(name: str, pg: Cluster, settings: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +112,8 @@ def run_scenario(name: str, pg: Cluster, settings: dict[str, Any]) -> dict[str, 
         return writers.bulk(pg, repeats=settings["repeats"])
     if name == "compare":
         return compare.compare(pg, settings["plan"])
+    if name == "compare_indexed":
+        return compare.compare(pg, settings["plan"], owner_index=True)
     if name == "channels":
         return peer.peer(pg, subscribers=1000, plan=settings["plan"])
     raise ValueError(f"unknown scenario {name!r}")
@@ -124,13 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smaller runs of every scenario (under two minutes)")
     parser.add_argument("--only", default="",
-                        help="comma-separated scenarios to run: " + ", ".join(PLANS))
+                        help="comma-separated scenarios to run: " + ", ".join(PLANS)
+                        + f" ({', '.join(sorted(ON_REQUEST))} only when named)")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="directory for latest.json and the plots (default bench/results)")
     parser.add_argument("--no-markdown", action="store_true",
                         help="do not rewrite bench/RESULTS.md")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(PLANS)
+    names = ([n.strip() for n in args.only.split(",") if n.strip()]
+             or [n for n in PLANS if n not in ON_REQUEST])
     unknown = [n for n in names if n not in PLANS]
     if unknown:
         parser.error(f"unknown scenario {unknown[0]!r}: choose from {', '.join(PLANS)}")

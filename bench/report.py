@@ -203,6 +203,8 @@ def _details(results: dict[str, Any]) -> str:
                            f" {d['queries_per_s']:g} | {_ms(d['staleness_ms'])} |"
                            f" {_ms(d.get('query_staleness_ms'))} |")
     out += _pg_cpu_details(_get(s, "compare", "rates") or [])
+    out += _pg_cpu_details(_get(s, "compare_indexed", "rates") or [],
+                           "with an index on owner_id, a what-if")
     runs = _get(s, "channels", "runs") or []
     if runs:
         out += ["", "### Against Django Channels (1,000 subscribers)", "",
@@ -312,21 +314,23 @@ def _details(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _pg_cpu_details(rates: list[dict[str, Any]]) -> list[str]:
+def _pg_cpu_details(rates: list[dict[str, Any]], variant: str = "") -> list[str]:
     """Scenario 7's PostgreSQL CPU per design, its parts, and where the bridge's goes."""
     rates = [r for r in rates if "pg_cpu" in r]
     if not rates:
         return []
-    out = ["", "### PostgreSQL CPU against polling (100 tabs, every backend)", "",
+    out = ["", "### PostgreSQL CPU against polling (100 tabs, every backend"
+           + (f"; {variant})" if variant else ")"), "",
            "| changes/s (changes) | design | PostgreSQL CPU ms/s | polling / design |"
-           " parts ms/s | tab query us/refetch |", "|---:|---|---:|---:|---|---:|"]
+           " parts ms/s | tab query us/refetch | median gap between refetches ms |",
+           "|---:|---|---:|---:|---|---:|---:|"]
     for rate in rates:
         for name, d in rate["designs"].items():
             parts = ", ".join(f"{k} {v:g}" for k, v in d["pg_cpu_parts_ms_per_s"].items())
             whole = "" if d["pg_cpu_complete"] else " (incomplete)"
             out.append(f"| {rate['rate']:g} ({rate['changes']}) | {name} |"
                        f" {d['pg_cpu_ms_per_s']:g}{whole} | {d['pg_cpu_polling_over_design']} |"
-                       f" {parts} | {d['refetch_us']} |")
+                       f" {parts} | {d['refetch_us']} | {d.get('refetch_gap_ms_p50')} |")
     out.append("")
     for rate in rates:
         c, w = rate["pg_cpu"], rate["pg_cpu"]["writer"]

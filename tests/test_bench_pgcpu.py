@@ -128,6 +128,13 @@ def test_compare_charges_every_bridge_design_with_the_whole_daemon_and_the_trigg
     assert set(compare.CHARGES["b_original"]) == {"original", "tabs b_original"}
 
 
+def test_median_gap_tells_a_burst_from_a_spread() -> None:
+    """Back-to-back starts give a small median gap, whatever their order; one start gives none."""
+    assert compare.median_gap_ms([0.0, 0.001, 0.002, 1.0, 1.001, 1.002]) == 1.0
+    assert compare.median_gap_ms([0.03, 0.0, 0.01, 0.02]) == 10.0
+    assert compare.median_gap_ms([5.0]) is None
+
+
 def test_compare_classifies_backends_by_database_and_application_name() -> None:
     """Names map to groups; other databases are background; unnamed backends are 'other'."""
     classify = compare._classify("bench_db")
