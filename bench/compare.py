@@ -57,6 +57,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ def _logged_statements(pg: Cluster, since: float, until: float) -> int:
     return count
 
 
-def _classify(database: str) -> Any:
+def _classify(database: str) -> Callable[[pgcpu.Backend], str]:
     """The group of a backend (see CHARGES) from its database and application_name."""
     def classify(b: pgcpu.Backend) -> str:
         if b.application == METER_APP:
