@@ -64,10 +64,11 @@ from typing import Any
 
 import psycopg
 
+from bridge import install
 from bridge.listener import APPLICATION_NAME as DAEMON_APP
 
 from . import pgcpu
-from .env import ROOT, SECRET, Cluster, Daemon, free_port
+from .env import ROOT, SECRET, TABLE, Cluster, Daemon, free_port
 from .stats import summary_ms
 
 DESIGNS = {
@@ -76,6 +77,8 @@ DESIGNS = {
     "c_legacy": "bridge, legacy `/` + the original snippet (token bucket: burst 3, 1 token/s)",
     "d_refetchon": "bridge, /v1 + bridge.js refetchOn (minInterval 1 s, burst 3)",
     "e_region": "bridge, /v1 + a {% live %} region (render position, same bucket)",
+    "f_own": "bridge, /v1 + refetchOn of the tab's own rows, as the example app subscribes"
+             " (channel column owner_id: example_task:owner_id=<user>, same bucket)",
 }
 TABS = 100
 PROCESSES = 2  # per design: a tab's reaction is not queued behind 99 others in one loop
@@ -100,8 +103,9 @@ CHARGES = {
     "c_legacy": ["tabs c_legacy", "daemon", "triggers"],
     "d_refetchon": ["tabs d_refetchon", "daemon", "triggers"],
     "e_region": ["tabs e_region", "daemon", "triggers"],
+    "f_own": ["tabs f_own", "daemon", "triggers"],
 }
-BRIDGE_DESIGNS = ("c_legacy", "d_refetchon", "e_region")
+BRIDGE_DESIGNS = ("c_legacy", "d_refetchon", "e_region", "f_own")
 
 
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC \[\d+\] LOG:  "
@@ -177,6 +181,9 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
     db = f"bench_compare_{str(rate).replace('.', '_')}" + ("_indexed" if owner_index else "")
     url = pg.create_database(db)
     with psycopg.connect(url, autocommit=True) as conn:
+        # As the example app installs them (BRIDGE["MODELS"]): each change also goes to its
+        # owner's row channel, which f_own's tabs subscribe to; the others take the table's.
+        install.install(conn, TABLE, channel_column="owner_id")
         if owner_index:  # what Django makes for a ForeignKey: the tabs' query stops scanning
             conn.execute("CREATE INDEX ON example_task (owner_id)")
             conn.execute("ANALYZE example_task")
@@ -199,6 +206,8 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
                         "min_interval": 1.0, "burst": 3},
         "e_region": {"design": "region", "url": f"ws://127.0.0.1:{daemon.port}/v1",
                      "min_interval": 1.0, "burst": 3},
+        "f_own": {"design": "refetchon", "url": f"ws://127.0.0.1:{daemon.port}/v1",
+                  "min_interval": 1.0, "burst": 3, "own_rows": True},
     }
     tabs = {(name, part): _Proc([sys.executable, "-m", "bench.tabs", json.dumps(
         {**cfg, "tabs": TABS // PROCESSES, "first": part * (TABS // PROCESSES),
@@ -216,6 +225,7 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
         warmup = sorted(rng.uniform(-WARMUP, 0) for _ in range(round(rate * WARMUP)))
         offsets = sorted(rng.uniform(0, duration) for _ in range(round(rate * duration)))
         commits: list[float] = []
+        owners: list[int] = []  # whose task each change was (tab i shows owner i % 100's)
         pairs: list[tuple[int, int]] = []  # writer CPU ns per write: (with triggers, without)
         order = random.Random(seed + 1)  # which of the pair goes first (the stream's rng untouched)
         first: pgcpu.Snapshot | None = None
@@ -247,6 +257,7 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
                     spent[table] = pgcpu.parse_schedstat(schedstat.read_text()) - before
                     if table == "example_task" and offset >= 0:
                         commits.append(time.monotonic())
+                        owners.append(task % 100)
                 if offset >= 0:
                     pairs.append((spent["example_task"], spent[PLAIN_TABLE]))
                 writes += 1
@@ -284,8 +295,11 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
     for name, report in reports.items():
         server = {"b_original": original_rate, "c_legacy": daemon_queries / duration,
                   "d_refetchon": daemon_queries / duration,
-                  "e_region": daemon_queries / duration}.get(name, 0.0)
+                  "e_region": daemon_queries / duration,
+                  "f_own": daemon_queries / duration}.get(name, 0.0)
         issued = [sorted(s) for s in report["issued"]]
+        # Whose refetch a change is waited for: every tab's, or on own rows its owner's tabs.
+        concerned = owners if targets[name].get("own_rows") else None
         in_window = sum(started <= t < ended for s in issued for t in s)
         results[name] = {
             "tabs_ready": ready[name],
@@ -293,8 +307,9 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
             "refetches_per_s": round(in_window / duration, 2),
             "server_queries_per_s": round(server, 2),
             "queries_per_s": round(in_window / duration + server, 2),
-            **_staleness(commits, issued, "staleness"),
-            **_staleness(commits, [sorted(s) for s in report["starts"]], "query_staleness"),
+            **_staleness(commits, issued, "staleness", concerned),
+            **_staleness(commits, [sorted(s) for s in report["starts"]], "query_staleness",
+                         concerned),
             **cpu["designs"][name],
         }
     return {"rate": rate, "duration_s": duration, "changes": len(commits), "designs": results,
@@ -361,12 +376,18 @@ def _pg_cpu(win: pgcpu.Window, database: str, pairs: list[tuple[int, int]], chan
     }
 
 
-def _staleness(commits: list[float], times: list[list[float]], name: str) -> dict[str, Any]:
-    """For each change and tab: from the commit to the first refetch after it."""
+def _staleness(commits: list[float], times: list[list[float]], name: str,
+               owners: list[int] | None = None) -> dict[str, Any]:
+    """For each change and tab it concerns: from the commit to the first refetch after it.
+
+    Every tab, or with `owners` (the owner of each change) only the tabs that
+    show that owner's tasks (tab i shows owner i % 100's).
+    """
     stale: list[float] = []
     missed = 0
-    for t_c in commits:
-        for tab in times:
+    for n, t_c in enumerate(commits):
+        concerned = times if owners is None else times[owners[n] % 100::100]
+        for tab in concerned:
             i = bisect.bisect_left(tab, t_c)
             if i < len(tab):
                 stale.append(tab[i] - t_c)

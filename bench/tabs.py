@@ -12,6 +12,9 @@ serve /task-list. Designs:
     refetchon bridge.js refetchOn(): token bucket ("burst", default 3; one
               token back per "min_interval", default 1 s), one fetch in
               flight, changes with no token left folded into one fetch
+              (with "own_rows" it subscribes to the tab's owner's row channel,
+              as the example app's grants narrow it: only changes to that
+              user's tasks refetch)
     region    a {% live %} region: the page is rendered (render position read
               first, as LiveRenderMiddleware does, encoded with the daemon's
               key from BRIDGE_SECRET_KEY, then the list query), then
@@ -105,7 +108,7 @@ class Tabs:
                             self.config.get("burst", 3))
         async with connect(self.config["url"], ping_interval=None, compression=None,
                            open_timeout=60, max_queue=None) as ws:
-            await ws.send(json.dumps({"type": "subscribe", "channel": "example_task"}))
+            await ws.send(json.dumps({"type": "subscribe", "channel": self.channel(tab)}))
             async for message in ws:
                 kind = json.loads(message).get("type")
                 if kind == "subscribed":
@@ -113,6 +116,13 @@ class Tabs:
                     throttle.trigger()
                 elif kind in ("event", "resync"):
                     throttle.trigger()
+
+    def channel(self, tab: int) -> str:
+        """The table's channel (a list every change concerns), or with "own_rows" the tab's
+        owner's row channel: what the example app's grants narrow refetchOn() to."""
+        if self.config.get("own_rows"):
+            return f"example_task:owner_id={(self.config.get('first', 0) + tab) % 100}"
+        return "example_task"
 
     async def render(self, tab: int) -> str:
         """The page load of a live region: the render position, then the page's query."""
