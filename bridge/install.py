@@ -27,7 +27,7 @@ from psycopg import sql
 from . import channels
 from .errors import InstallError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 NOTIFY_CHANNEL = "pg_notify_bridge"
 WATCHED_PAYLOAD = "watched"
 GUARD_KEY = 0x706E625F67756172  # "pnb_guar": one advisory key per database, for every daemon
@@ -369,7 +369,16 @@ def _rows_and_key(info: Table, sources: tuple[str, ...],
 def _function_body(
     info: Table, op: str, channel: str, column: str | None, cap: int
 ) -> sql.Composed:
-    """PL/pgSQL for one table and operation: static SQL, one log row per channel."""
+    """PL/pgSQL for one table and operation: static SQL, one log row per channel.
+
+    The keys are read into an array, at most cap + 1 of them (LIMIT, no aggregate): its
+    length is the row count, so the usual statement runs one query before its INSERT, and
+    only a statement past the cap counts its rows. An aggregate costs more per call than
+    the rows it reads (its executor setup: bench/RESULTS.md, "Writers and the NOTIFY
+    guard"). An UPDATE reads its OLD keys the same way; when they equal the NEW ones (no
+    key changed, the usual case) they are the same list, otherwise both lists are merged
+    into one sorted list without duplicates.
+    """
     tbl, opl = sql.Literal(info.qualified), sql.Literal(op)
     if op == "TRUNCATE":
         return sql.SQL(
@@ -380,24 +389,40 @@ def _function_body(
         ).format(ch=sql.Literal(channel), tbl=tbl, notify=_NOTIFY)
     sources = _SOURCES[op]
     rows, key = _rows_and_key(info, sources, column)
-    distinct = sql.SQL("DISTINCT " if len(sources) > 1 else "")
+    first = sql.Identifier(sources[0])
+    keys = {src: sql.SQL("ARRAY(SELECT {key} FROM {src} r LIMIT {limit})").format(
+        key=key, src=sql.Identifier(src), limit=sql.Literal(cap + 1)) for src in sources}
+    merge: sql.Composable = sql.SQL("")
+    if op == "UPDATE":
+        read = sql.SQL("SELECT {new}, {old} INTO k, ko;").format(
+            new=keys["bridge_new"], old=keys["bridge_old"])
+        merge = sql.SQL(
+            "  ELSIF k IS DISTINCT FROM ko THEN\n"
+            "    k := ARRAY(SELECT DISTINCT x FROM unnest(k || ARRAY(SELECT {key} FROM {old} r))"
+            " x ORDER BY x);\n").format(key=key, old=sql.Identifier("bridge_old"))
+    else:
+        read = sql.SQL("k := {};").format(keys[sources[0]])
     parts = [
         sql.SQL(
-            "DECLARE\n  n bigint;\nBEGIN\n"
-            "  SELECT count(*) INTO n FROM {first};\n"
-            "  IF n = 0 THEN\n    RETURN NULL;\n  END IF;\n"
-            "  INSERT INTO bridge.log (channel, tbl, op, pks, count) VALUES ({ch}, {tbl}, {op},\n"
-            "    CASE WHEN n <= {cap} THEN"
-            " (SELECT jsonb_agg({distinct}{key}) FROM ({rows}) r) END, n);\n"
+            "DECLARE\n  n bigint;\n  k jsonb[];\n{ko}BEGIN\n"
+            "  {read}\n"
+            "  n := cardinality(k);\n"
+            "  IF n = 0 THEN\n    RETURN NULL;\n"
+            "  ELSIF n > {cap} THEN\n"
+            "    SELECT count(*) INTO n FROM {first};\n    k := NULL;\n"
+            "{merge}"
+            "  END IF;\n"
+            "  INSERT INTO bridge.log (channel, tbl, op, pks, count)"
+            " VALUES ({ch}, {tbl}, {op}, to_jsonb(k), n);\n"
         ).format(
-            first=sql.Identifier(sources[0]),
+            ko=sql.SQL("  ko jsonb[];\n" if op == "UPDATE" else ""),
+            read=read,
+            cap=sql.Literal(cap),
+            first=first,
+            merge=merge,
             ch=sql.Literal(channel),
             tbl=tbl,
             op=opl,
-            cap=sql.Literal(cap),
-            distinct=distinct,
-            key=key,
-            rows=rows,
         )
     ]
     if column:

@@ -153,5 +153,5 @@ BEGIN
 END
 $$;
 
-INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '5')
+INSERT INTO bridge.meta (key, value) VALUES ('schema_version', '6')
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;

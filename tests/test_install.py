@@ -129,6 +129,39 @@ def test_an_update_that_changes_a_key_names_the_old_key_too(
         assert renumbered[1][:2] == ("t:owner=a", ["1", "5"])
 
 
+@pytest.mark.parametrize("key", ["id", "id, tag"])
+def test_keys_up_to_the_cap_and_counts_past_it(db_url: str, key: str) -> None:
+    """Each operation names its rows' keys up to the cap, in the statement's order when no
+    key changed; one row more and pks is null but the count stays exact (the capture reads
+    cap + 1 keys, then counts the rest)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE k (id int, tag text DEFAULT 'x', note text,"
+                     f" PRIMARY KEY ({key}))")
+        install.install(conn, "k", pks_cap=3)
+        conn.execute("INSERT INTO k (id) VALUES (3), (1), (2)")
+        conn.execute("INSERT INTO k (id) SELECT g FROM generate_series(10, 13) g")
+        conn.execute("UPDATE k SET note = 'a' WHERE id < 10")
+        conn.execute("UPDATE k SET note = 'b' WHERE id >= 10")
+        conn.execute("UPDATE k SET id = id + 100 WHERE id IN (1, 2)")
+        conn.execute("UPDATE k SET note = 'c' WHERE id = 0")
+        conn.execute("DELETE FROM k WHERE id >= 10 AND id < 100")
+        conn.execute("DELETE FROM k")
+        rows = conn.execute("SELECT op, pks, count FROM bridge.log ORDER BY id").fetchall()
+
+    def keys(*ids: int) -> list[object]:
+        return [str(i) if key == "id" else [str(i), "x"] for i in ids]
+
+    assert rows == [
+        ("INSERT", keys(3, 1, 2), 3),
+        ("INSERT", None, 4),
+        ("UPDATE", keys(3, 1, 2), 3),
+        ("UPDATE", None, 4),
+        ("UPDATE", sorted(keys(1, 101, 102, 2), key=lambda k: str(k)), 2),
+        ("DELETE", None, 4),
+        ("DELETE", keys(3, 101, 102), 3),
+    ]
+
+
 def test_a_composite_key_change_is_logged_under_both_keys(db_url: str) -> None:
     """A key of two columns: changing one of them names the old and the new pair."""
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -306,3 +339,24 @@ def test_upgrade_regenerates_every_watched_tables_capture(db_url: str) -> None:
             "SELECT value FROM bridge.meta WHERE key = 'schema_version'").fetchone()
     assert body is not None and "pg_try_advisory_xact_lock_shared" in body[0]
     assert version == (str(install.SCHEMA_VERSION),)
+
+
+def test_upgrade_from_5_regenerates_the_key_capture(db_url: str) -> None:
+    """Schema 6 reads keys into an array instead of counting and aggregating: an upgrade
+    from 5 replaces the older capture of every watched table."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE a (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE b (id int PRIMARY KEY)")
+        install.install(conn, "a")
+        install.install(conn, "b")
+        conn.execute("UPDATE bridge.meta SET value = '5' WHERE key = 'schema_version'")
+        fn = install.function_name(install.resolve(conn, "a"), "UPDATE")
+        conn.execute(f"CREATE OR REPLACE FUNCTION bridge.{fn}() RETURNS trigger LANGUAGE plpgsql"
+                     " AS $$BEGIN PERFORM count(*) FROM bridge_new; RETURN NULL; END$$")
+        install.install(conn, "b")
+        body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", (fn,)).fetchone()
+        conn.execute("INSERT INTO a VALUES (1)")
+        conn.execute("UPDATE a SET id = 2")
+        rows = conn.execute("SELECT op, pks, count FROM bridge.log ORDER BY id").fetchall()
+    assert body is not None and "cardinality(k)" in body[0]
+    assert rows == [("INSERT", ["1"], 1), ("UPDATE", ["1", "2"], 1)]
