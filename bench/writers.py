@@ -59,6 +59,9 @@ VARIANTS = {
     "notify_always": "capture triggers that NOTIFY every transaction (before the guard)",
     "notify_always_daemon": "the same with a daemon attached",
     "log_only": "capture triggers without the NOTIFY (experiment)",
+    "v5_triggers": "capture triggers whose UPDATE function is schema 5's (count, then keys"
+                   " aggregated in a subquery), no daemon",
+    "v5_daemon": "the same with a daemon attached",
     "plain_async": "no triggers, synchronous_commit=off (experiment)",
     "triggers_async": "capture triggers, synchronous_commit=off (experiment)",
 }
@@ -99,6 +102,8 @@ def writer_cost(pg: Cluster, *, seconds: float, rounds: int, variants: list[str]
                     _rewrite_notify(url, "")
                 elif variant.startswith("notify_always"):
                     _rewrite_notify(url, NOTIFY_LINE)
+                elif variant.startswith("v5_"):
+                    _set_update_body(url, V5_UPDATE, True)
                 reset_log(url)
                 env = {"PGOPTIONS": "-c synchronous_commit=off"} if variant.endswith(
                     "_async") else None
@@ -207,15 +212,20 @@ def ingest(pg: Cluster, *, seconds: float, writers: int = 8) -> dict[str, Any]:
             "probe_samples_ms": [round(x * 1000, 3) for x in every]}
 
 
-def bulk(pg: Cluster, *, repeats: int) -> dict[str, Any]:
-    """One UPDATE of every row (10,000): statement time, NOTIFYs, frames, delivery time."""
+def bulk(pg: Cluster, *, repeats: int, v5: bool = False) -> dict[str, Any]:
+    """One UPDATE of every row (10,000): statement time, NOTIFYs, frames, delivery time.
+
+    With `v5`, schema 5's UPDATE capture (V5_UPDATE) is timed too, interleaved."""
     url = pg.create_database("bench_bulk")
     statement = "UPDATE example_task SET done = NOT done"
-    times: dict[str, list[float]] = {"plain": [], "triggers": []}
+    times: dict[str, list[float]] = {"plain": [], "triggers": [], **({"v5_triggers": []}
+                                                                     if v5 else {})}
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(repeats):
-            for variant in ("plain", "triggers"):
-                set_triggers(url, variant == "triggers")
+            for variant in times:
+                set_triggers(url, variant != "plain")
+                if variant == "v5_triggers":
+                    _set_update_body(url, V5_UPDATE, True)
                 conn.execute("VACUUM example_task")
                 started = time.monotonic()
                 conn.execute(statement)
@@ -261,6 +271,9 @@ def bulk(pg: Cluster, *, repeats: int) -> dict[str, Any]:
             "statement_ms_plain": round(plain * 1000, 2),
             "statement_ms_triggers": round(trig * 1000, 2),
             "added": round(trig / plain - 1, 3), "added_best_of": round(added_min, 3),
+            **({"statement_ms_v5": round(statistics.median(times["v5_triggers"]) * 1000, 2),
+                "added_v5": round(statistics.median(times["v5_triggers"]) / plain - 1, 3)}
+               if v5 else {}),
             "runs_ms": {k: [round(x * 1000, 2) for x in v] for k, v in times.items()},
             "notifies": notifies,
             "frames_per_subscriber": len(bulk_frames) / 10,
@@ -272,6 +285,15 @@ __all__ = ["CHANNEL", "bulk", "ingest", "writer_cost", "writer_latency"]
 
 
 _EMPTY = "BEGIN\n  RETURN NULL;\nEND"
+V5_UPDATE = ("DECLARE\n  n bigint;\nBEGIN\n  SELECT count(*) INTO n FROM bridge_new;\n"
+             "  IF n = 0 THEN\n    RETURN NULL;\n  END IF;\n"
+             "  INSERT INTO bridge.log (channel, tbl, op, pks, count) VALUES ('example_task',"
+             " 'public.example_task', 'UPDATE',\n    CASE WHEN n <= 100 THEN (SELECT jsonb_agg("
+             "DISTINCT to_jsonb(r.id::text)) FROM (SELECT id FROM bridge_new UNION ALL"
+             " SELECT id FROM bridge_old) r) END, n);\n"
+             f"  {GUARD_LINE}\n    {NOTIFY_LINE}\n  END IF;\n  RETURN NULL;\nEND")
+"""Schema 5's UPDATE capture of example_task, as install generated it: the A side of
+schema 6's array capture in writer_cost."""
 _LOG_ROW_NOTIFY = ("BEGIN\n  INSERT INTO bridge.log (channel, tbl, op, pks, count)"
                    " VALUES ('example_task', 'public.example_task', 'UPDATE', NULL, 1);\n"
                    "  NOTIFY pg_notify_bridge;\n  RETURN NULL;\nEND")
