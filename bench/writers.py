@@ -27,6 +27,7 @@ from .env import (
     Daemon,
     Pgbench,
     cluster_cpu_seconds,
+    cpu_seconds,
     pgbench,
     reset_log,
     set_triggers,
@@ -335,6 +336,52 @@ def _set_update_body(url: str, body: str, transition: bool) -> None:
             conn.execute(sql.SQL("CREATE TRIGGER pg_notify_bridge_update AFTER UPDATE ON"
                                  " example_task FOR EACH STATEMENT EXECUTE FUNCTION {}()"
                                  ).format(function))
+
+
+_LOOP = ("CREATE PROCEDURE pg_temp.writes(n int) LANGUAGE plpgsql AS $$ BEGIN"
+         " FOR i IN 1..n LOOP UPDATE example_task SET done = NOT done"
+         " WHERE id = 1 + (i * 7919) % 10000; COMMIT; END LOOP; END $$")
+CAPTURE_CPU = {"plain": "no trigger", "v5_triggers": "schema 5's UPDATE capture (V5_UPDATE)",
+               "triggers": "the capture install generates"}
+
+
+def capture_cpu(pg: Cluster, *, transactions: int, rounds: int,
+                variants: tuple[str, ...] = tuple(CAPTURE_CPU)) -> dict[str, Any]:
+    """The writer backend's own CPU per single-row UPDATE transaction, per capture variant.
+
+    pgbench's whole-cluster CPU per transaction moves by tens of microseconds between
+    runs on this shared machine (other work, autovacuum, the WAL writer), more than the
+    difference between two capture functions. Here one backend commits `transactions`
+    single-row UPDATEs from a procedure (no client round trips; synchronous_commit off,
+    so no flush wait: the WAL written is the same on both sides) and its own utime +
+    stime is read from /proc. Variants run interleaved, `rounds` times; the least and the
+    median per variant are reported.
+    """
+    url = pg.create_database("bench_capture_cpu", triggers=False)
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(rounds):
+        for variant in variants:
+            set_triggers(url, variant != "plain")
+            if variant == "v5_triggers":
+                _set_update_body(url, V5_UPDATE, True)
+            reset_log(url)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("SET synchronous_commit = off")
+                conn.execute(_LOOP)
+                conn.execute("CALL pg_temp.writes(100)")  # plans cached, as in a pool
+                pid = conn.info.backend_pid
+                before = cpu_seconds(pid)
+                conn.execute("CALL pg_temp.writes(%s)", (transactions,))
+                cpu[variant].append((cpu_seconds(pid) - before) / transactions * 1e6)
+                logged = conn.execute("SELECT count(*) FROM bridge.log").fetchone()
+                assert logged == ((0 if variant == "plain" else transactions + 100),), logged
+    set_triggers(url, True)
+    return {"transactions": transactions, "rounds": rounds,
+            "variants": {v: CAPTURE_CPU[v] for v in variants},
+            "backend_cpu_us_per_txn": {v: {"least": round(min(xs), 1),
+                                           "median": round(statistics.median(xs), 1)}
+                                       for v, xs in cpu.items()},
+            "runs": {v: [round(x, 1) for x in xs] for v, xs in cpu.items()}}
 
 
 def breakdown(pg: Cluster, *, seconds: float, rounds: int, repeats: int) -> dict[str, Any]:

@@ -11,8 +11,11 @@ The functions hold static SQL (no EXECUTE, no lookups at run time) because
 the trigger runs on every write path of the user's application: the original
 design measured dynamic capture at half the throughput of static per-table
 functions. A statement appends one log row per channel it touches, whatever
-its row count, and sends one constant NOTIFY that PostgreSQL folds per
-transaction. Every identifier and literal goes through psycopg's `sql` module.
+its row count, and sends a constant NOTIFY (folded per transaction) only when
+it cannot take the guard key shared. Each function runs as few queries as it
+can, without aggregates: in a single-row write each query's executor setup,
+not its rows, is what the writer pays (_function_body). Every identifier and
+literal goes through psycopg's `sql` module.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
     An upgrade from an older schema also regenerates the capture functions of
     every table already watched, so the whole database gets the new triggers
-    (version 5: the NOTIFY guard) from one install-triggers run.
+    (version 5: the NOTIFY guard; 6: keys read into an array, no aggregate)
+    from one install-triggers run.
     """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('pg_notify_bridge.install'))")
