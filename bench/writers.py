@@ -381,6 +381,9 @@ def capture_cpu(pg: Cluster, *, transactions: int, rounds: int,
             "backend_cpu_us_per_txn": {v: {"least": round(min(xs), 1),
                                            "median": round(statistics.median(xs), 1)}
                                        for v, xs in cpu.items()},
+            "added_over_plain_paired_median": {
+                v: round(statistics.median(x - y for x, y in zip(xs, cpu["plain"], strict=True)),
+                         1) for v, xs in cpu.items() if v != "plain" and "plain" in cpu},
             "runs": {v: [round(x, 1) for x in xs] for v, xs in cpu.items()}}
 
 
