@@ -348,12 +348,58 @@ def _set_update_body(url: str, body: str, transition: bool) -> None:
 _LOOP = ("CREATE PROCEDURE pg_temp.writes(n int) LANGUAGE plpgsql AS $$ BEGIN"
          " FOR i IN 1..n LOOP UPDATE example_task SET done = NOT done"
          " WHERE id = 1 + (i * 7919) % 10000; COMMIT; END LOOP; END $$")
-CAPTURE_CPU = {"plain": "no trigger", "v5_triggers": "schema 5's UPDATE capture (V5_UPDATE)",
-               "triggers": "the capture install generates"}
+CAPTURE_CPU = {
+    "plain": "no trigger",
+    "capture_only": "the OLD and NEW transition tables captured, an empty function",
+    "const_row": "... a constant log row and the guard (no count, no keys): the floor of a"
+                 " capture that writes a row",
+    "count_const": "... counting NEW first (schema 5 without its keys)",
+    "v5_triggers": "schema 5's UPDATE capture (V5_UPDATE)",
+    "one_statement": "schema 5's work in one INSERT ... SELECT (experiment)",
+    "triggers": "the capture install generates (schema 6: keys read into arrays)",
+    "inbox": "schema 6's capture writing to a table with one index (on id) instead of the"
+             " log's four partial ones (experiment: what the log's indexes cost writers)",
+}
+_GUARD = f"  {GUARD_LINE}\n    {NOTIFY_LINE}\n  END IF;\n  RETURN NULL;\nEND"
+_CONST_ROW = ("BEGIN\n  INSERT INTO bridge.log (channel, tbl, op, pks, count) VALUES"
+              " ('example_task', 'public.example_task', 'UPDATE', NULL, 1);\n" + _GUARD)
+_COUNT_CONST = ("DECLARE\n  n bigint;\nBEGIN\n  SELECT count(*) INTO n FROM bridge_new;\n"
+                "  IF n = 0 THEN\n    RETURN NULL;\n  END IF;\n"
+                "  INSERT INTO bridge.log (channel, tbl, op, pks, count) VALUES ('example_task',"
+                " 'public.example_task', 'UPDATE', NULL, n);\n" + _GUARD)
+_ONE_STATEMENT = ("BEGIN\n  INSERT INTO bridge.log (channel, tbl, op, pks, count)\n"
+                  "  SELECT 'example_task', 'public.example_task', 'UPDATE', CASE WHEN count(*)"
+                  " <= 100 THEN (SELECT jsonb_agg(DISTINCT to_jsonb(r.id::text)) FROM (SELECT id"
+                  " FROM bridge_new UNION ALL SELECT id FROM bridge_old) r) END, count(*)\n"
+                  "    FROM bridge_new HAVING count(*) > 0;\n" + _GUARD)
+_INBOX = ("CREATE TABLE IF NOT EXISTS bridge.inbox_experiment (id bigint GENERATED ALWAYS AS"
+          " IDENTITY, tick bigint, channel text NOT NULL, tbl text NOT NULL, op text NOT NULL,"
+          " pks jsonb, count integer NOT NULL)",
+          "CREATE INDEX IF NOT EXISTS inbox_experiment_id ON bridge.inbox_experiment (id)",
+          "TRUNCATE bridge.inbox_experiment")
+
+
+def _prepare_capture(url: str, variant: str) -> None:
+    """Install the triggers of a capture_cpu variant (install's, then the UPDATE body)."""
+    set_triggers(url, variant != "plain")
+    bodies = {"capture_only": _EMPTY, "const_row": _CONST_ROW, "count_const": _COUNT_CONST,
+              "v5_triggers": V5_UPDATE, "one_statement": _ONE_STATEMENT}
+    if variant in bodies:
+        _set_update_body(url, bodies[variant], True)
+    elif variant == "inbox":
+        with psycopg.connect(url, autocommit=True) as conn:
+            for statement in _INBOX:
+                conn.execute(statement)
+            row = conn.execute("SELECT prosrc FROM pg_proc WHERE proname LIKE"
+                               " 'capture%%_update'").fetchone()
+        assert row is not None and "INSERT INTO bridge.log " in row[0]
+        _set_update_body(url, row[0].replace("INSERT INTO bridge.log ",
+                                             "INSERT INTO bridge.inbox_experiment "), True)
 
 
 def capture_cpu(pg: Cluster, *, transactions: int, rounds: int,
-                variants: tuple[str, ...] = tuple(CAPTURE_CPU)) -> dict[str, Any]:
+                variants: tuple[str, ...] = ("plain", "v5_triggers", "triggers")
+                ) -> dict[str, Any]:
     """The writer backend's own CPU per single-row UPDATE transaction, per capture variant.
 
     pgbench's whole-cluster CPU per transaction moves by tens of microseconds between
@@ -368,9 +414,7 @@ def capture_cpu(pg: Cluster, *, transactions: int, rounds: int,
     cpu: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(rounds):
         for variant in variants:
-            set_triggers(url, variant != "plain")
-            if variant == "v5_triggers":
-                _set_update_body(url, V5_UPDATE, True)
+            _prepare_capture(url, variant)
             reset_log(url)
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("SET synchronous_commit = off")
@@ -380,8 +424,11 @@ def capture_cpu(pg: Cluster, *, transactions: int, rounds: int,
                 before = cpu_seconds(pid)
                 conn.execute("CALL pg_temp.writes(%s)", (transactions,))
                 cpu[variant].append((cpu_seconds(pid) - before) / transactions * 1e6)
-                logged = conn.execute("SELECT count(*) FROM bridge.log").fetchone()
-                assert logged == ((0 if variant == "plain" else transactions + 100),), logged
+                table = sql.Identifier("bridge", "inbox_experiment" if variant == "inbox"
+                                       else "log")
+                logged = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+                assert logged == ((0 if variant in ("plain", "capture_only")
+                                   else transactions + 100),), (variant, logged)
     set_triggers(url, True)
     return {"transactions": transactions, "rounds": rounds,
             "variants": {v: CAPTURE_CPU[v] for v in variants},
