@@ -371,7 +371,8 @@ def _rows_and_key(info: Table, sources: tuple[str, ...],
 
 
 def _function_body(
-    info: Table, op: str, channel: str, column: str | None, cap: int
+    info: Table, op: str, channel: str, column: str | None, cap: int, *,
+    single_row: bool = True,
 ) -> sql.Composed:
     """PL/pgSQL for one table and operation: static SQL, one log row per channel.
 
@@ -382,6 +383,15 @@ def _function_body(
     guard"). An UPDATE reads its OLD keys the same way; when they equal the NEW ones (no
     key changed, the usual case) they are the same list, otherwise both lists are merged
     into one sorted list without duplicates.
+
+    With a channel column, the same query also reads the first row's column value (NEW
+    and, for an UPDATE, OLD). A single-row statement whose key did not change then logs
+    its row channels from PL/pgSQL: the value checked against the channel pattern, one
+    INSERT ... VALUES per valid distinct value, the key already read. Any other statement
+    runs the general INSERT ... SELECT (DISTINCT, GROUP BY, jsonb_agg, count), whose
+    executor setup is what a single-row write paid for before (bench/RESULTS.md, "The
+    channel column"). Both log the same rows; `single_row=False` generates the general
+    statement alone, the reference tests/test_install.py and bench.writers compare with.
     """
     tbl, opl = sql.Literal(info.qualified), sql.Literal(op)
     if op == "TRUNCATE":
@@ -394,21 +404,31 @@ def _function_body(
     sources = _SOURCES[op]
     rows, key = _rows_and_key(info, sources, column)
     first = sql.Identifier(sources[0])
+    fast = bool(column) and single_row
     keys = {src: sql.SQL("ARRAY(SELECT {key} FROM {src} r LIMIT {limit})").format(
         key=key, src=sql.Identifier(src), limit=sql.Literal(cap + 1)) for src in sources}
+    values = {src: sql.SQL("ARRAY(SELECT r.{col}::text FROM {src} r LIMIT 1)").format(
+        col=sql.Identifier(column or ""), src=sql.Identifier(src)) for src in sources}
     merge: sql.Composable = sql.SQL("")
     if op == "UPDATE":
-        read = sql.SQL("SELECT {new}, {old} INTO k, ko;").format(
-            new=keys["bridge_new"], old=keys["bridge_old"])
+        read = sql.SQL("SELECT {new}, {old}{vals} INTO k, ko{into};").format(
+            new=keys["bridge_new"], old=keys["bridge_old"],
+            vals=sql.SQL(", {}, {}").format(values["bridge_new"], values["bridge_old"])
+            if fast else sql.SQL(""),
+            into=sql.SQL(", v, vo" if fast else ""))
         merge = sql.SQL(
             "  ELSIF k IS DISTINCT FROM ko THEN\n"
             "    k := ARRAY(SELECT DISTINCT x FROM unnest(k || ARRAY(SELECT {key} FROM {old} r))"
             " x ORDER BY x);\n").format(key=key, old=sql.Identifier("bridge_old"))
+    elif fast:
+        read = sql.SQL("SELECT {}, {} INTO k, v;").format(keys[sources[0]], values[sources[0]])
     else:
         read = sql.SQL("k := {};").format(keys[sources[0]])
+    declare = ("  ko jsonb[];\n" if op == "UPDATE" else "") + (
+        "  v text[];\n" + ("  vo text[];\n" if op == "UPDATE" else "") if fast else "")
     parts = [
         sql.SQL(
-            "DECLARE\n  n bigint;\n  k jsonb[];\n{ko}BEGIN\n"
+            "DECLARE\n  n bigint;\n  k jsonb[];\n{declare}BEGIN\n"
             "  {read}\n"
             "  n := cardinality(k);\n"
             "  IF n = 0 THEN\n    RETURN NULL;\n"
@@ -419,7 +439,7 @@ def _function_body(
             "  INSERT INTO bridge.log (channel, tbl, op, pks, count)"
             " VALUES ({ch}, {tbl}, {op}, to_jsonb(k), n);\n"
         ).format(
-            ko=sql.SQL("  ko jsonb[];\n" if op == "UPDATE" else ""),
+            declare=sql.SQL(declare),
             read=read,
             cap=sql.Literal(cap),
             first=first,
@@ -430,23 +450,50 @@ def _function_body(
         )
     ]
     if column:
-        parts.append(
-            sql.SQL(
-                "  INSERT INTO bridge.log (channel, tbl, op, pks, count)\n"
-                "  SELECT {prefix} || s.v, {tbl}, {op},"
-                " CASE WHEN count(*) <= {cap} THEN jsonb_agg(s.k) END, count(*)\n"
-                "    FROM (SELECT DISTINCT {key} AS k, r.{col}::text AS v FROM ({rows}) r) s\n"
-                "   WHERE s.v ~ '^[A-Za-z0-9_.-]{{1,64}}$'\n"
-                "   GROUP BY s.v;\n"
-            ).format(
-                prefix=sql.Literal(f"{channel}:{column}="),
-                tbl=tbl,
-                op=opl,
-                cap=sql.Literal(cap),
-                key=key,
-                col=sql.Identifier(column),
-                rows=rows,
-            )
-        )
+        prefix = sql.Literal(f"{channel}:{column}=")
+        general = sql.SQL(
+            "  INSERT INTO bridge.log (channel, tbl, op, pks, count)\n"
+            "  SELECT {prefix} || s.v, {tbl}, {op},"
+            " CASE WHEN count(*) <= {cap} THEN jsonb_agg(s.k) END, count(*)\n"
+            "    FROM (SELECT DISTINCT {key} AS k, r.{col}::text AS v FROM ({rows}) r) s\n"
+            "   WHERE s.v ~ {pattern}\n"
+            "   GROUP BY s.v;\n"
+        ).format(prefix=prefix, tbl=tbl, op=opl, cap=sql.Literal(cap), key=key,
+                 col=sql.Identifier(column), rows=rows, pattern=_VALUE_PATTERN)
+        parts.append(_single_row(prefix, tbl, opl, op, general) if fast else general)
     parts.append(sql.SQL("  {notify}\n  RETURN NULL;\nEND").format(notify=_NOTIFY))
     return sql.Composed(parts)
+
+
+_VALUE_PATTERN = sql.Literal("^[A-Za-z0-9_.-]{1,64}$")
+"""A column value that can name a row channel; the daemon's channels.py accepts the same."""
+
+
+def _single_row(prefix: sql.Literal, tbl: sql.Literal, opl: sql.Literal, op: str,
+                general: sql.Composed) -> sql.Composed:
+    """The row channels of a one-row statement without the general statement's executor.
+
+    n = 1 means exactly one NEW (or OLD) row: the key read stopped below its limit, or
+    (cap 0) count(*) found one and k, past the cap, is NULL as the general pks is. For
+    an UPDATE, k = ko also means exactly one OLD row with the same key, so the general
+    statement's groups are that key under the new value and under the old one, one row
+    when they are equal; a NULL or invalid value logs nothing, as its WHERE does.
+    """
+    insert = sql.SQL(
+        "      INSERT INTO bridge.log (channel, tbl, op, pks, count)"
+        " VALUES ({prefix} || {v}, {tbl}, {op}, to_jsonb(k), 1);\n")
+    old: sql.Composable = sql.SQL("")
+    if op == "UPDATE":
+        old = sql.SQL(
+            "    IF vo[1] IS DISTINCT FROM v[1] AND vo[1] ~ {pattern} THEN\n{insert}"
+            "    END IF;\n").format(
+            pattern=_VALUE_PATTERN,
+            insert=insert.format(prefix=prefix, v=sql.SQL("vo[1]"), tbl=tbl, op=opl))
+    return sql.SQL(
+        "  IF n = 1{same} THEN\n"
+        "    IF v[1] ~ {pattern} THEN\n{insert}    END IF;\n"
+        "{old}"
+        "  ELSE\n{general}  END IF;\n"
+    ).format(same=sql.SQL(" AND k = ko" if op == "UPDATE" else ""), pattern=_VALUE_PATTERN,
+             insert=insert.format(prefix=prefix, v=sql.SQL("v[1]"), tbl=tbl, op=opl),
+             old=old, general=general)

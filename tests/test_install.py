@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from bridge import install
 from bridge.errors import InstallError
@@ -360,3 +362,148 @@ def test_upgrade_from_5_regenerates_the_key_capture(db_url: str) -> None:
         rows = conn.execute("SELECT op, pks, count FROM bridge.log ORDER BY id").fetchall()
     assert body is not None and "cardinality(k)" in body[0]
     assert rows == [("INSERT", ["1"], 1), ("UPDATE", ["1", "2"], 1)]
+
+
+# -- the channel column: the single-row path against the general statement -------------
+
+_OWNERS = ["a", "b", "c.d", None, "", "bad value", "x" * 64, "y" * 65]
+
+
+def _set_bodies(conn: psycopg.Connection, table: str, column: str, cap: int, *,
+                single_row: bool) -> None:
+    """Regenerate `table`'s capture functions, with or without the single-row path."""
+    info = install.resolve(conn, table)
+    channel = install.default_channel(info)
+    for op in install.OPS:
+        body = install._function_body(info, op, channel, column, cap, single_row=single_row)
+        conn.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql"
+                             " AS {}").format(sql.Identifier("bridge", install.function_name(
+                                 info, op)), sql.Literal(body.as_string(conn))))
+
+
+def _logged(conn: psycopg.Connection) -> list[tuple[str, str, str, list[str] | None, int]]:
+    """The log's rows as a sorted multiset, each with its keys sorted (order is not promised)."""
+    rows = conn.execute("SELECT channel, tbl, op, pks, count FROM bridge.log").fetchall()
+    return sorted(((ch, tbl, op, None if pks is None else sorted(map(str, pks)), n)
+                   for ch, tbl, op, pks, n in rows), key=repr)
+
+
+def _both(conn: psycopg.Connection, table: str, column: str, cap: int,
+          statement: str) -> tuple[list[object], list[object]] | None:
+    """The log rows of `statement` under the general statement alone (rolled back) and under
+    the generated function (committed); None when the statement fails."""
+    conn.execute("TRUNCATE bridge.log")
+    try:
+        with conn.transaction(force_rollback=True):
+            _set_bodies(conn, table, column, cap, single_row=False)
+            conn.execute(statement)
+            reference: list[object] = list(_logged(conn))
+    except psycopg.errors.Error:
+        return None
+    conn.execute(statement)
+    got: list[object] = list(_logged(conn))
+    return reference, got
+
+
+def _random_statement(rng: random.Random, table: str, key: str, region: bool) -> str:
+    """One INSERT, UPDATE or DELETE of one to a few rows, some moving keys or channels."""
+    def owner() -> str:
+        value = rng.choice(_OWNERS)
+        return "NULL" if value is None else f"'{value}'"
+
+    def row() -> str:
+        tag = f", '{rng.choice('pq')}'" if key == "composite" else ""
+        reg = f", {rng.choice((1, 2))}" if region else ""
+        return f"({rng.randrange(12)}{tag}{reg}, {owner()})"
+
+    cols = "id" + (", tag" if key == "composite" else "") + (", region" if region else "")
+    ids = ", ".join(str(rng.randrange(12)) for _ in range(rng.choice((1, 1, 1, 2, 4))))
+    where = rng.choice([f"id = {rng.randrange(12)}", f"id IN ({ids})", "id < 6", "true"])
+    kind = rng.choice(["insert", "update", "update", "update", "rekey", "move", "delete"])
+    if kind == "insert":
+        rows = ", ".join(row() for _ in range(rng.choice((1, 1, 1, 2, 3))))
+        return f"INSERT INTO {table} ({cols}, owner) VALUES {rows} ON CONFLICT DO NOTHING"
+    if kind == "update":
+        change = rng.choice(["note = note || 'x'", f"owner = {owner()}",
+                             f"owner = {owner()}, note = 'y'"])
+        return f"UPDATE {table} SET {change} WHERE {where}"
+    if kind == "rekey":
+        return f"UPDATE {table} SET id = id + {rng.choice((1, 20))} WHERE {where}"
+    if kind == "move" and region:
+        return f"UPDATE {table} SET region = 3 - region WHERE {where}"
+    return f"DELETE FROM {table} WHERE {where}"
+
+
+@pytest.mark.parametrize(("shape", "cap"), [("plain", 100), ("plain", 2), ("plain", 0),
+                                            ("composite", 2), ("partitioned", 100),
+                                            ("partitioned", 1), ("inherited", 2)])
+def test_the_channel_column_logs_what_the_general_statement_logs(
+    db_url: str, shape: str, cap: int
+) -> None:
+    """Random one- to many-row INSERT, UPDATE and DELETE statements (keys and channel values
+    changing or not, NULL and invalid values, rows moving between partitions, inheritance
+    children) log the same rows with the single-row path as with the general statement."""
+    rng = random.Random(f"{shape}-{cap}")
+    key = "composite" if shape == "composite" else "id"
+    region = shape == "partitioned"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        pk = "id, tag" if key == "composite" else "id, region" if region else "id"
+        conn.execute(f"CREATE TABLE t (id int, tag text DEFAULT 'p', region int DEFAULT 1,"
+                     f" owner text, note text DEFAULT '', PRIMARY KEY ({pk}))"
+                     + (" PARTITION BY LIST (region)" if region else ""))
+        if region:
+            conn.execute("CREATE TABLE t1 PARTITION OF t FOR VALUES IN (1)")
+            conn.execute("CREATE TABLE t2 PARTITION OF t FOR VALUES IN (2)")
+        if shape == "inherited":
+            conn.execute("CREATE TABLE tc () INHERITS (t)")
+            conn.execute("INSERT INTO tc (id, owner) SELECT g, 'a' FROM generate_series(0, 5) g")
+        install.install(conn, "t", channel_column="owner", pks_cap=cap)
+        assert "IF n = 1" in conn.execute(
+            "SELECT prosrc FROM pg_proc WHERE proname LIKE 'capture%%_update'").fetchone()[0]
+        compared = single = 0
+        for _ in range(150):
+            result = _both(conn, "t", "owner", cap,
+                           _random_statement(rng, "t", key, region))
+            if result is None:
+                continue
+            reference, got = result
+            assert got == reference
+            compared += 1
+            single += any(r[4] == 1 and ":owner=" in r[0] for r in got)  # type: ignore[index]
+    assert compared > 100 and single > 20
+
+
+@pytest.mark.parametrize("op", ["INSERT", "UPDATE", "DELETE"])
+def test_a_single_row_logs_its_valid_channel_values(db_url: str, op: str) -> None:
+    """One row: a valid value gets the event with the row's key; NULL, empty, invalid and
+    65-character values get none; an UPDATE that changes the value logs both, once each."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int, tag text, owner text, note text,"
+                     " PRIMARY KEY (id, tag))")
+        values = ["a", None, "", "bad value", "x" * 65]
+        for i, value in enumerate(values):
+            conn.execute("INSERT INTO t VALUES (%s, 'p', %s, '')", (i, value))
+        install.install(conn, "t", channel_column="owner")
+        for i in range(len(values)):
+            if op == "INSERT":
+                conn.execute("INSERT INTO t SELECT id, 'q', owner, note FROM t WHERE id = %s",
+                             (i,))
+            elif op == "UPDATE":
+                conn.execute("UPDATE t SET note = 'n' WHERE id = %s", (i,))
+            else:
+                conn.execute("DELETE FROM t WHERE id = %s", (i,))
+        tag = "q" if op == "INSERT" else "p"
+        rows = conn.execute("SELECT channel, pks, count FROM bridge.log WHERE channel <> 't'"
+                            " ORDER BY id").fetchall()
+        conn.execute("INSERT INTO t VALUES (9, 'p', 'a', '') ON CONFLICT DO NOTHING")
+        conn.execute("TRUNCATE bridge.log")
+        conn.execute("UPDATE t SET owner = 'b' WHERE id = 9")
+        conn.execute("UPDATE t SET owner = NULL WHERE id = 9")
+        conn.execute("UPDATE t SET owner = 'b' WHERE id = 9")
+        conn.execute("UPDATE t SET owner = 'b' WHERE id = 9")
+        changes = conn.execute("SELECT channel, pks, count FROM bridge.log WHERE channel <> 't'"
+                               " ORDER BY id").fetchall()
+    assert rows == [("t:owner=a", [["0", tag]], 1)]
+    # a -> b logs both, b -> NULL the old value only, NULL -> b the new one, b -> b once
+    assert sorted(changes) == sorted([("t:owner=b", [["9", "p"]], 1)] * 4
+                                     + [("t:owner=a", [["9", "p"]], 1)])
