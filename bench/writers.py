@@ -359,7 +359,14 @@ CAPTURE_CPU = {
     "triggers": "the capture install generates (schema 6: keys read into arrays)",
     "inbox": "schema 6's capture writing to a table with one index (on id) instead of the"
              " log's four partial ones (experiment: what the log's indexes cost writers)",
+    "column_general": "the table installed with channel column owner_id, every statement"
+                      " through the general INSERT ... SELECT (schema 6 before the single-row"
+                      " path)",
+    "column_triggers": "the table installed with channel column owner_id, as install generates"
+                       " it (a single-row statement logs its row channel from PL/pgSQL)",
 }
+COLUMN = "owner_id"
+"""The channel column of the column_* variants: every row has a valid value (id % 100)."""
 _GUARD = f"  {GUARD_LINE}\n    {NOTIFY_LINE}\n  END IF;\n  RETURN NULL;\nEND"
 _CONST_ROW = ("BEGIN\n  INSERT INTO bridge.log (channel, tbl, op, pks, count) VALUES"
               " ('example_task', 'public.example_task', 'UPDATE', NULL, 1);\n" + _GUARD)
@@ -381,6 +388,15 @@ _INBOX = ("CREATE TABLE IF NOT EXISTS bridge.inbox_experiment (id bigint GENERAT
 
 def _prepare_capture(url: str, variant: str) -> None:
     """Install the triggers of a capture_cpu variant (install's, then the UPDATE body)."""
+    if variant.startswith("column_"):
+        with psycopg.connect(url, autocommit=True) as conn:
+            install.install(conn, TABLE, channel_column=COLUMN)
+            body = install._function_body(install.resolve(conn, TABLE), "UPDATE", CHANNEL,
+                                          COLUMN, install.PKS_CAP, single_row=False)
+            text = body.as_string(conn)
+        if variant == "column_general":
+            _set_update_body(url, text, True)
+        return
     set_triggers(url, variant != "plain")
     bodies = {"capture_only": _EMPTY, "const_row": _CONST_ROW, "count_const": _COUNT_CONST,
               "v5_triggers": V5_UPDATE, "one_statement": _ONE_STATEMENT}
@@ -427,8 +443,9 @@ def capture_cpu(pg: Cluster, *, transactions: int, rounds: int,
                 table = sql.Identifier("bridge", "inbox_experiment" if variant == "inbox"
                                        else "log")
                 logged = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
-                assert logged == ((0 if variant in ("plain", "capture_only")
-                                   else transactions + 100),), (variant, logged)
+                rows = 0 if variant in ("plain", "capture_only") else transactions + 100
+                assert logged == ((2 * rows if variant.startswith("column_") else rows),), (
+                    variant, logged)
     set_triggers(url, True)
     return {"transactions": transactions, "rounds": rounds,
             "variants": {v: CAPTURE_CPU[v] for v in variants},
