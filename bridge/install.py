@@ -404,7 +404,7 @@ def _function_body(
     sources = _SOURCES[op]
     rows, key = _rows_and_key(info, sources, column)
     first = sql.Identifier(sources[0])
-    fast = bool(column) and single_row
+    fast = bool(column) and single_row and cap >= 1
     keys = {src: sql.SQL("ARRAY(SELECT {key} FROM {src} r LIMIT {limit})").format(
         key=key, src=sql.Identifier(src), limit=sql.Literal(cap + 1)) for src in sources}
     values = {src: sql.SQL("ARRAY(SELECT r.{col}::text FROM {src} r LIMIT 1)").format(
@@ -426,11 +426,13 @@ def _function_body(
         read = sql.SQL("k := {};").format(keys[sources[0]])
     declare = ("  ko jsonb[];\n" if op == "UPDATE" else "") + (
         "  v text[];\n" + ("  vo text[];\n" if op == "UPDATE" else "") if fast else "")
+    prefix = sql.Literal(f"{channel}:{column}=")
     parts = [
         sql.SQL(
             "DECLARE\n  n bigint;\n  k jsonb[];\n{declare}BEGIN\n"
             "  {read}\n"
             "  n := cardinality(k);\n"
+            "{single}"
             "  IF n = 0 THEN\n    RETURN NULL;\n"
             "  ELSIF n > {cap} THEN\n"
             "    SELECT count(*) INTO n FROM {first};\n    k := NULL;\n"
@@ -441,6 +443,8 @@ def _function_body(
         ).format(
             declare=sql.SQL(declare),
             read=read,
+            single=_single_row(sql.Literal(channel), prefix, tbl, opl, op) if fast
+            else sql.SQL(""),
             cap=sql.Literal(cap),
             first=first,
             merge=merge,
@@ -450,8 +454,7 @@ def _function_body(
         )
     ]
     if column:
-        prefix = sql.Literal(f"{channel}:{column}=")
-        general = sql.SQL(
+        parts.append(sql.SQL(
             "  INSERT INTO bridge.log (channel, tbl, op, pks, count)\n"
             "  SELECT {prefix} || s.v, {tbl}, {op},"
             " CASE WHEN count(*) <= {cap} THEN jsonb_agg(s.k) END, count(*)\n"
@@ -459,8 +462,7 @@ def _function_body(
             "   WHERE s.v ~ {pattern}\n"
             "   GROUP BY s.v;\n"
         ).format(prefix=prefix, tbl=tbl, op=opl, cap=sql.Literal(cap), key=key,
-                 col=sql.Identifier(column), rows=rows, pattern=_VALUE_PATTERN)
-        parts.append(_single_row(prefix, tbl, opl, op, general) if fast else general)
+                 col=sql.Identifier(column), rows=rows, pattern=_VALUE_PATTERN))
     parts.append(sql.SQL("  {notify}\n  RETURN NULL;\nEND").format(notify=_NOTIFY))
     return sql.Composed(parts)
 
@@ -469,31 +471,40 @@ _VALUE_PATTERN = sql.Literal("^[A-Za-z0-9_.-]{1,64}$")
 """A column value that can name a row channel; the daemon's channels.py accepts the same."""
 
 
-def _single_row(prefix: sql.Literal, tbl: sql.Literal, opl: sql.Literal, op: str,
-                general: sql.Composed) -> sql.Composed:
-    """The row channels of a one-row statement without the general statement's executor.
+def _single_row(channel: sql.Literal, prefix: sql.Literal, tbl: sql.Literal,
+                opl: sql.Literal, op: str) -> sql.Composed:
+    """The whole capture of a one-row statement: one INSERT ... VALUES of every log row.
 
-    n = 1 means exactly one NEW (or OLD) row: the key read stopped below its limit, or
-    (cap 0) count(*) found one and k, past the cap, is NULL as the general pks is. For
-    an UPDATE, k = ko also means exactly one OLD row with the same key, so the general
-    statement's groups are that key under the new value and under the old one, one row
-    when they are equal; a NULL or invalid value logs nothing, as its WHERE does.
+    Generated only for cap >= 1, so n = 1 means the key read stopped below its limit:
+    exactly one NEW (or OLD) row, its key in k. For an UPDATE, k = ko also means exactly
+    one OLD row with the same key, so the general statement's groups are that key under
+    the new value and under the old one, one group when they are equal. A NULL or invalid
+    value logs nothing, as the general statement's WHERE does. One INSERT of two or three
+    rows, not one INSERT per channel: each statement's executor setup costs the writer
+    more than its rows (bench/RESULTS.md, "The channel column").
     """
-    insert = sql.SQL(
-        "      INSERT INTO bridge.log (channel, tbl, op, pks, count)"
-        " VALUES ({prefix} || {v}, {tbl}, {op}, to_jsonb(k), 1);\n")
-    old: sql.Composable = sql.SQL("")
+    def insert(*values: str) -> sql.Composed:
+        rows = [sql.SQL("({ch}, {tbl}, {op}, to_jsonb(k), 1)").format(ch=channel, tbl=tbl,
+                                                                        op=opl)]
+        rows += [sql.SQL("({prefix} || {v}, {tbl}, {op}, to_jsonb(k), 1)").format(
+            prefix=prefix, v=sql.SQL(v), tbl=tbl, op=opl) for v in values]
+        return sql.SQL("      INSERT INTO bridge.log (channel, tbl, op, pks, count) VALUES {};\n"
+                       ).format(sql.SQL(", ").join(rows))
+
     if op == "UPDATE":
-        old = sql.SQL(
-            "    IF vo[1] IS DISTINCT FROM v[1] AND vo[1] ~ {pattern} THEN\n{insert}"
-            "    END IF;\n").format(
-            pattern=_VALUE_PATTERN,
-            insert=insert.format(prefix=prefix, v=sql.SQL("vo[1]"), tbl=tbl, op=opl))
+        branches = sql.SQL(
+            "    IF v[1] ~ {p} THEN\n"
+            "     IF vo[1] IS DISTINCT FROM v[1] AND vo[1] ~ {p} THEN\n{both}"
+            "     ELSE\n{new}     END IF;\n"
+            "    ELSIF vo[1] ~ {p} THEN\n{old}"
+            "    ELSE\n{none}    END IF;\n"
+        ).format(p=_VALUE_PATTERN, both=insert("v[1]", "vo[1]"), new=insert("v[1]"),
+                 old=insert("vo[1]"), none=insert())
+    else:
+        branches = sql.SQL(
+            "    IF v[1] ~ {p} THEN\n{new}    ELSE\n{none}    END IF;\n"
+        ).format(p=_VALUE_PATTERN, new=insert("v[1]"), none=insert())
     return sql.SQL(
-        "  IF n = 1{same} THEN\n"
-        "    IF v[1] ~ {pattern} THEN\n{insert}    END IF;\n"
-        "{old}"
-        "  ELSE\n{general}  END IF;\n"
-    ).format(same=sql.SQL(" AND k = ko" if op == "UPDATE" else ""), pattern=_VALUE_PATTERN,
-             insert=insert.format(prefix=prefix, v=sql.SQL("v[1]"), tbl=tbl, op=opl),
-             old=old, general=general)
+        "  IF n = 1{same} THEN\n{branches}    {notify}\n    RETURN NULL;\n  END IF;\n"
+    ).format(same=sql.SQL(" AND k = ko" if op == "UPDATE" else ""), branches=branches,
+             notify=_NOTIFY)

@@ -458,8 +458,9 @@ def test_the_channel_column_logs_what_the_general_statement_logs(
             conn.execute("CREATE TABLE tc () INHERITS (t)")
             conn.execute("INSERT INTO tc (id, owner) SELECT g, 'a' FROM generate_series(0, 5) g")
         install.install(conn, "t", channel_column="owner", pks_cap=cap)
-        assert "IF n = 1" in conn.execute(
-            "SELECT prosrc FROM pg_proc WHERE proname LIKE 'capture%%_update'").fetchone()[0]
+        source = conn.execute(
+            "SELECT prosrc FROM pg_proc WHERE proname LIKE 'capture%%_update'").fetchone()
+        assert source is not None and ("IF n = 1" in source[0]) == (cap >= 1)
         compared = single = 0
         for _ in range(150):
             result = _both(conn, "t", "owner", cap,
