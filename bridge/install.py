@@ -14,7 +14,10 @@ functions. A statement appends one log row per channel it touches, whatever
 its row count, and sends a constant NOTIFY (folded per transaction) only when
 it cannot take the guard key shared. Each function runs as few queries as it
 can, without aggregates: in a single-row write each query's executor setup,
-not its rows, is what the writer pays (_function_body). Every identifier and
+not its rows, is what the writer pays (_function_body). With a channel
+column, only a statement of several rows (or one whose key changed) runs the
+aggregating statement that groups its rows by value; a one-row statement
+writes all its log rows in one INSERT (_single_row). Every identifier and
 literal goes through psycopg's `sql` module.
 """
 
@@ -71,7 +74,8 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
     An upgrade from an older schema also regenerates the capture functions of
     every table already watched, so the whole database gets the new triggers
-    (version 5: the NOTIFY guard; 6: keys read into an array, no aggregate)
+    (version 5: the NOTIFY guard; 6: keys read into an array, no aggregate, and a
+    channel column's one-row statements logged in one INSERT)
     from one install-triggers run.
     """
     with conn.transaction():
@@ -385,13 +389,14 @@ def _function_body(
     into one sorted list without duplicates.
 
     With a channel column, the same query also reads the first row's column value (NEW
-    and, for an UPDATE, OLD). A single-row statement whose key did not change then logs
-    its row channels from PL/pgSQL: the value checked against the channel pattern, one
-    INSERT ... VALUES per valid distinct value, the key already read. Any other statement
-    runs the general INSERT ... SELECT (DISTINCT, GROUP BY, jsonb_agg, count), whose
-    executor setup is what a single-row write paid for before (bench/RESULTS.md, "The
-    channel column"). Both log the same rows; `single_row=False` generates the general
-    statement alone, the reference tests/test_install.py and bench.writers compare with.
+    and, for an UPDATE, OLD). A single-row statement whose key did not change then writes
+    the table's row and its row channels' in one INSERT ... VALUES and returns
+    (_single_row): each value checked against the channel pattern in PL/pgSQL, the key
+    already read. Any other statement runs the general INSERT ... SELECT (DISTINCT,
+    GROUP BY, jsonb_agg, count), whose executor setup is what a single-row write paid for
+    before (bench/RESULTS.md, "The channel column"). Both log the same rows;
+    `single_row=False` generates the general statement alone, the reference that
+    tests/test_install.py and bench.writers compare with.
     """
     tbl, opl = sql.Literal(info.qualified), sql.Literal(op)
     if op == "TRUNCATE":
