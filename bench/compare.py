@@ -15,7 +15,18 @@ with a token bucket (burst 3, one token per second): the daemon's
 Staleness: from a change's commit to each tab's first refetch after it,
 taken when the tab asks (`staleness`) and when its query starts on one of
 the pooled connections that stand in for Django's workers (`query_staleness`:
-a burst of 100 tabs queues there).
+a burst of 100 tabs queues there). A change's time is when the writer SENT
+its autocommit UPDATE, not when the answer came back: PostgreSQL wakes the
+daemon's LISTEN before it answers the writer, and on this 2-core machine the
+writer is woken after the daemon and tabs it just woke, so a tab could ask
+before the writer read its clock (the first tab served then had its refetch
+counted against the next change, 13 s later, in 8f55100's run). From the
+send, no reaction can come first; staleness is then an upper bound by the
+writer's round trip, reported as `writer_rtt_ms`. `received_staleness` is
+from the same time to the frame that asks for a refetch (`event`, `resync`
+or `updated`) arriving at the tab, and `frames_received` the count of those
+in the window plus TAIL, against the daemon's bridge_frames_sent_total over
+the same time (`daemon_frames_sent`).
 
 Steady state: the stream starts WARMUP seconds before the measured window,
 at the same rate, so no design is measured on its start-up (a tab's first
@@ -224,7 +235,8 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
         rng = random.Random(seed)
         warmup = sorted(rng.uniform(-WARMUP, 0) for _ in range(round(rate * WARMUP)))
         offsets = sorted(rng.uniform(0, duration) for _ in range(round(rate * duration)))
-        commits: list[float] = []
+        commits: list[float] = []  # when the writer sent each change's UPDATE
+        returned: list[float] = []  # when its answer (COMMIT done) was read
         owners: list[int] = []  # whose task each change was (tab i shows owner i % 100's)
         pairs: list[tuple[int, int]] = []  # writer CPU ns per write: (with triggers, without)
         order = random.Random(seed + 1)  # which of the pair goes first (the stream's rng untouched)
@@ -243,6 +255,7 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
                     time.sleep(max(0.0, started - time.monotonic()))
                     first = pgcpu.read(meter, pg.datadir)
                     watcher.start()
+                    sent_before = _frames_sent(daemon)
                 pause = started + offset - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
@@ -253,10 +266,13 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
                 spent: dict[str, int] = {}
                 for table in tables:
                     before = pgcpu.parse_schedstat(schedstat.read_text())
+                    sent = time.monotonic()
                     writer.execute(UPDATES[table], (task,), prepare=True)
+                    back = time.monotonic()
                     spent[table] = pgcpu.parse_schedstat(schedstat.read_text()) - before
                     if table == "example_task" and offset >= 0:
-                        commits.append(time.monotonic())
+                        commits.append(sent)
+                        returned.append(back)
                         owners.append(task % 100)
                 if offset >= 0:
                     pairs.append((spent["example_task"], spent[PLAIN_TABLE]))
@@ -265,17 +281,20 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
                 time.sleep(max(0.0, started - time.monotonic()))
                 first = pgcpu.read(meter, pg.datadir)
                 watcher.start()
+                sent_before = _frames_sent(daemon)
             time.sleep(max(0.0, ended - time.monotonic()))
             last = pgcpu.read(meter, pg.datadir)
             seen = watcher.stop()
             time.sleep(max(0.0, ended + TAIL - time.monotonic()))
+            sent_after = _frames_sent(daemon)
         reports: dict[str, dict[str, Any]] = {}
         for (name, _), proc in tabs.items():
             part = proc.send("report")
-            merged = reports.setdefault(name, {"issued": [], "starts": [], "queries": 0,
-                                               "resyncs": 0})
+            merged = reports.setdefault(name, {"issued": [], "starts": [], "received": [],
+                                               "queries": 0, "resyncs": 0})
             merged["issued"] += part["issued"]
             merged["starts"] += part["starts"]
+            merged["received"] += part["received"]
             merged["queries"] += part["queries"]
             merged["resyncs"] += part.get("resyncs", 0)
     finally:
@@ -310,12 +329,51 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
             **_staleness(commits, issued, "staleness", concerned),
             **_staleness(commits, [sorted(s) for s in report["starts"]], "query_staleness",
                          concerned),
+            **_staleness(commits, [sorted(s) for s in report["received"]],
+                         "received_staleness", concerned),
+            "asked_before_answer": _before(commits, returned, issued, concerned),
+            "frames_received": sum(started <= t < ended + TAIL
+                                   for s in report["received"] for t in s),
             **cpu["designs"][name],
         }
     return {"rate": rate, "duration_s": duration, "changes": len(commits), "designs": results,
+            "writer_rtt_ms": summary_ms([b - a for a, b in zip(commits, returned, strict=True)]),
+            "daemon_frames_sent": {k: sent_after.get(k, 0) - sent_before.get(k, 0)
+                                   for k in sent_after},
             "writes": writes, "daemon_queries_in_window": daemon_queries,
             "original_queries_per_s": round(original_rate, 2),
             "pg_cpu": {k: v for k, v in cpu.items() if k != "designs"}}
+
+
+def _before(sent: list[float], returned: list[float], times: list[list[float]],
+            owners: list[int] | None = None) -> int:
+    """How many (change, tab) reactions came before the writer had read its COMMIT's answer.
+
+    Each of these would have been missed (counted against the next change) had a
+    change's time been taken when the answer came back, as before this count existed.
+    """
+    early = 0
+    for n, (t_s, t_r) in enumerate(zip(sent, returned, strict=True)):
+        concerned = times if owners is None else times[owners[n] % 100::100]
+        for tab in concerned:
+            i = bisect.bisect_left(tab, t_s)
+            early += i < len(tab) and tab[i] < t_r
+    return early
+
+
+def _frames_sent(daemon: Daemon) -> dict[str, int]:
+    """The daemon's bridge_frames_sent_total per endpoint, from its /metrics."""
+    return frames_sent(daemon.metrics())
+
+
+def frames_sent(metrics: str) -> dict[str, int]:
+    """bridge_frames_sent_total per endpoint in a /metrics text."""
+    sent: dict[str, int] = {}
+    for line in metrics.splitlines():
+        match = re.match(r'bridge_frames_sent_total\{endpoint="(\w+)"\} ([0-9.e+]+)$', line)
+        if match:
+            sent[match.group(1)] = int(float(match.group(2)))
+    return sent
 
 
 def median_gap_ms(starts: list[float]) -> float | None:

@@ -23,8 +23,10 @@ serve /task-list. Designs:
               refetch is the list query (the region's page GET)
 
 Stdin commands (one JSON line each): "report" answers {"issued": [[t, ...]
-per tab], "starts": [[t, ...] per tab], "queries": n, "resyncs": n} (when each refetch was
-asked for, and when its query started on a pooled connection); "quit" stops.
+per tab], "starts": [[t, ...] per tab], "received": [[t, ...] per tab], "queries": n,
+"resyncs": n} (when each refetch was asked for, when its query started on a pooled
+connection, and when each frame that asks for one arrived: `updated`, `event` or
+`resync`; the harness compares these with the daemon's frames_sent); "quit" stops.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Tabs:
         self.count = int(config["tabs"])
         self.issued: list[list[float]] = [[] for _ in range(self.count)]
         self.starts: list[list[float]] = [[] for _ in range(self.count)]
+        self.received: list[list[float]] = [[] for _ in range(self.count)]
         self.queries = 0
         self.resyncs = 0  # a region tab that gets one did not resume from its render position
         self.pool: asyncio.Queue[psycopg.AsyncConnection] = asyncio.Queue()
@@ -96,6 +99,7 @@ class Tabs:
             self.ready += 1
             async for message in ws:
                 if message == "updated":
+                    self.received[tab].append(time.monotonic())
                     self.ask(tab)
 
     async def refetchon(self, tab: int) -> None:
@@ -110,11 +114,13 @@ class Tabs:
                            open_timeout=60, max_queue=None) as ws:
             await ws.send(json.dumps({"type": "subscribe", "channel": self.channel(tab)}))
             async for message in ws:
+                at = time.monotonic()
                 kind = json.loads(message).get("type")
                 if kind == "subscribed":
                     self.ready += 1
                     throttle.trigger()
                 elif kind in ("event", "resync"):
+                    self.received[tab].append(at)
                     throttle.trigger()
 
     def channel(self, tab: int) -> str:
@@ -154,10 +160,12 @@ class Tabs:
             await ws.send(json.dumps({"type": "subscribe", "channel": "example_task",
                                       "since": since}))
             async for message in ws:
+                at = time.monotonic()
                 kind = json.loads(message).get("type")
                 if kind == "subscribed":
                     self.ready += 1
                 elif kind in ("event", "resync"):
+                    self.received[tab].append(at)
                     self.resyncs += kind == "resync"
                     throttle.trigger()
 
@@ -242,6 +250,7 @@ async def main(config: dict[str, Any]) -> None:
         cmd = json.loads(line)["cmd"]
         if cmd == "report":
             print(json.dumps({"issued": tabs.issued, "starts": tabs.starts,
+                              "received": tabs.received,
                               "queries": tabs.queries, "resyncs": tabs.resyncs}), flush=True)
         elif cmd == "quit":
             break
