@@ -25,8 +25,9 @@ send, no reaction can come first; staleness is then an upper bound by the
 writer's round trip, reported as `writer_rtt_ms`. `received_staleness` is
 from the same time to the frame that asks for a refetch (`event`, `resync`
 or `updated`) arriving at the tab, and `frames_received` the count of those
-in the window plus TAIL, against the daemon's bridge_frames_sent_total over
-the same time (`daemon_frames_sent`).
+between two reads of the daemon's bridge_frames_sent_total (the window plus
+TAIL), against the difference of the two (`daemon_frames_sent`; a frame in
+flight during a read can still be counted on one side only).
 
 Steady state: the stream starts WARMUP seconds before the measured window,
 at the same rate, so no design is measured on its start-up (a tab's first
@@ -253,9 +254,10 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
             for offset in [*warmup, *offsets]:
                 if offset >= 0 and first is None:
                     time.sleep(max(0.0, started - time.monotonic()))
+                    sent_before = _frames_sent(daemon)
+                    counted_from = time.monotonic()
                     first = pgcpu.read(meter, pg.datadir)
                     watcher.start()
-                    sent_before = _frames_sent(daemon)
                 pause = started + offset - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
@@ -279,13 +281,15 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
                 writes += 1
             if first is None:
                 time.sleep(max(0.0, started - time.monotonic()))
+                sent_before = _frames_sent(daemon)
+                counted_from = time.monotonic()
                 first = pgcpu.read(meter, pg.datadir)
                 watcher.start()
-                sent_before = _frames_sent(daemon)
             time.sleep(max(0.0, ended - time.monotonic()))
             last = pgcpu.read(meter, pg.datadir)
             seen = watcher.stop()
             time.sleep(max(0.0, ended + TAIL - time.monotonic()))
+            counted_until = time.monotonic()
             sent_after = _frames_sent(daemon)
         reports: dict[str, dict[str, Any]] = {}
         for (name, _), proc in tabs.items():
@@ -332,7 +336,7 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
             **_staleness(commits, [sorted(s) for s in report["received"]],
                          "received_staleness", concerned),
             "asked_before_answer": _before(commits, returned, issued, concerned),
-            "frames_received": sum(started <= t < ended + TAIL
+            "frames_received": sum(counted_from <= t < counted_until
                                    for s in report["received"] for t in s),
             **cpu["designs"][name],
         }
