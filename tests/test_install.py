@@ -323,23 +323,32 @@ def test_stamp_uses_the_guard_key_of_the_triggers() -> None:
     assert f"pg_try_advisory_xact_lock_shared({install.GUARD_KEY})" in install.schema_sql()
 
 
+def _upgrade_from(conn: psycopg.Connection, version: int, op: str, old_body: str) -> str:
+    """Watch tables a and b, put back what schema `version` left in a's `op` capture
+    (`old_body`), install b again; a's regenerated capture function's source."""
+    conn.execute("CREATE TABLE a (id int PRIMARY KEY)")
+    conn.execute("CREATE TABLE b (id int PRIMARY KEY)")
+    install.install(conn, "a")
+    install.install(conn, "b")
+    conn.execute("UPDATE bridge.meta SET value = %s WHERE key = 'schema_version'", (str(version),))
+    fn = install.function_name(install.resolve(conn, "a"), op)
+    conn.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql"
+                         " AS {}").format(sql.Identifier("bridge", fn), sql.Literal(old_body)))
+    install.install(conn, "b")
+    body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", (fn,)).fetchone()
+    assert body is not None
+    return str(body[0])
+
+
 def test_upgrade_regenerates_every_watched_tables_capture(db_url: str) -> None:
     """install-triggers on one table upgrades an older schema's capture of the other tables."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE a (id int PRIMARY KEY)")
-        conn.execute("CREATE TABLE b (id int PRIMARY KEY)")
-        install.install(conn, "a")
-        install.install(conn, "b")
         # What schema 4 installed: a NOTIFY in every transaction.
-        conn.execute("UPDATE bridge.meta SET value = '4' WHERE key = 'schema_version'")
-        fn = install.function_name(install.resolve(conn, "a"), "TRUNCATE")
-        conn.execute(f"CREATE OR REPLACE FUNCTION bridge.{fn}() RETURNS trigger LANGUAGE plpgsql"
-                     " AS $$BEGIN PERFORM pg_notify('pg_notify_bridge', ''); RETURN NULL; END$$")
-        install.install(conn, "b")
-        body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", (fn,)).fetchone()
+        body = _upgrade_from(conn, 4, "TRUNCATE",
+                             "BEGIN PERFORM pg_notify('pg_notify_bridge', ''); RETURN NULL; END")
         version = conn.execute(
             "SELECT value FROM bridge.meta WHERE key = 'schema_version'").fetchone()
-    assert body is not None and "pg_try_advisory_xact_lock_shared" in body[0]
+    assert "pg_try_advisory_xact_lock_shared" in body
     assert version == (str(install.SCHEMA_VERSION),)
 
 
@@ -347,20 +356,12 @@ def test_upgrade_from_5_regenerates_the_key_capture(db_url: str) -> None:
     """Schema 6 reads keys into an array instead of counting and aggregating: an upgrade
     from 5 replaces the older capture of every watched table."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE a (id int PRIMARY KEY)")
-        conn.execute("CREATE TABLE b (id int PRIMARY KEY)")
-        install.install(conn, "a")
-        install.install(conn, "b")
-        conn.execute("UPDATE bridge.meta SET value = '5' WHERE key = 'schema_version'")
-        fn = install.function_name(install.resolve(conn, "a"), "UPDATE")
-        conn.execute(f"CREATE OR REPLACE FUNCTION bridge.{fn}() RETURNS trigger LANGUAGE plpgsql"
-                     " AS $$BEGIN PERFORM count(*) FROM bridge_new; RETURN NULL; END$$")
-        install.install(conn, "b")
-        body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", (fn,)).fetchone()
+        body = _upgrade_from(conn, 5, "UPDATE",
+                             "BEGIN PERFORM count(*) FROM bridge_new; RETURN NULL; END")
         conn.execute("INSERT INTO a VALUES (1)")
         conn.execute("UPDATE a SET id = 2")
         rows = conn.execute("SELECT op, pks, count FROM bridge.log ORDER BY id").fetchall()
-    assert body is not None and "cardinality(k)" in body[0]
+    assert "cardinality(k)" in body
     assert rows == [("INSERT", ["1"], 1), ("UPDATE", ["1", "2"], 1)]
 
 
