@@ -225,7 +225,6 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
         {**cfg, "tabs": TABS // PROCESSES, "first": part * (TABS // PROCESSES),
          "database_url": url, "seed": seed + 10 * i + part})], TABS_APP + name)
         for i, (name, cfg) in enumerate(targets.items()) for part in range(PROCESSES)}
-    writes = 0
     watcher = pgcpu.Watcher(pg.datadir)  # names what starts and ends inside the window
     try:
         ready: dict[str, int] = {}
@@ -241,7 +240,6 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
         owners: list[int] = []  # whose task each change was (tab i shows owner i % 100's)
         pairs: list[tuple[int, int]] = []  # writer CPU ns per write: (with triggers, without)
         order = random.Random(seed + 1)  # which of the pair goes first (the stream's rng untouched)
-        first: pgcpu.Snapshot | None = None
         with psycopg.connect(url, autocommit=True, application_name=WRITER_APP) as writer, \
                 psycopg.connect(pg.url, autocommit=True, application_name=METER_APP) as meter:
             schedstat = Path(f"/proc/{writer.info.backend_pid}/schedstat")
@@ -251,13 +249,9 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
             started = time.monotonic() + WARMUP
             wall_started = time.time() + WARMUP
             ended = started + duration
-            for offset in [*warmup, *offsets]:
-                if offset >= 0 and first is None:
-                    time.sleep(max(0.0, started - time.monotonic()))
-                    sent_before = _frames_sent(daemon)
-                    counted_from = time.monotonic()
-                    first = pgcpu.read(meter, pg.datadir)
-                    watcher.start()
+
+            def write(offset: float, measured: bool) -> None:
+                """One change at `offset`, paired with the same UPDATE of the plain copy."""
                 pause = started + offset - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
@@ -272,19 +266,23 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
                     writer.execute(UPDATES[table], (task,), prepare=True)
                     back = time.monotonic()
                     spent[table] = pgcpu.parse_schedstat(schedstat.read_text()) - before
-                    if table == "example_task" and offset >= 0:
+                    if table == "example_task" and measured:
                         commits.append(sent)
                         returned.append(back)
                         owners.append(task % 100)
-                if offset >= 0:
+                if measured:
                     pairs.append((spent["example_task"], spent[PLAIN_TABLE]))
-                writes += 1
-            if first is None:
-                time.sleep(max(0.0, started - time.monotonic()))
-                sent_before = _frames_sent(daemon)
-                counted_from = time.monotonic()
-                first = pgcpu.read(meter, pg.datadir)
-                watcher.start()
+
+            for offset in warmup:
+                write(offset, measured=False)
+            time.sleep(max(0.0, started - time.monotonic()))  # the window opens
+            sent_before = _frames_sent(daemon)
+            counted_from = time.monotonic()
+            first = pgcpu.read(meter, pg.datadir)
+            watcher.start()
+            for offset in offsets:
+                write(offset, measured=True)
+            writes = len(warmup) + len(offsets)
             time.sleep(max(0.0, ended - time.monotonic()))
             last = pgcpu.read(meter, pg.datadir)
             seen = watcher.stop()
