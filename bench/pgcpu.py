@@ -39,6 +39,8 @@ from pathlib import Path
 
 import psycopg
 
+from .env import postgres_pids
+
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 ACTIVITY_SQL = ("SELECT pid, coalesce(datname, ''), coalesce(application_name, ''),"
                 " coalesce(backend_type, ''), left(coalesce(query, ''), 80) FROM pg_stat_activity")
@@ -226,16 +228,12 @@ def transients(seen: Mapping[int, tuple[str, int]], start: Snapshot,
 # -- the readings (I/O) ---------------------------------------------------------
 
 
-def _children(master: int) -> dict[int, int]:
-    """pid -> on-CPU ns for every live child of the postmaster."""
+def _on_cpu(pids: Iterable[int]) -> dict[int, int]:
+    """pid -> on-CPU ns, for those of `pids` still alive."""
     out: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in pids:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            parent, _ = parse_stat((entry / "stat").read_text())
-            if parent == master:
-                out[int(entry.name)] = parse_schedstat((entry / "schedstat").read_text())
+            out[pid] = parse_schedstat(Path(f"/proc/{pid}/schedstat").read_text())
     return out
 
 
@@ -245,10 +243,12 @@ def read(conn: psycopg.Connection, datadir: Path) -> Snapshot:
     A backend that connects between the two has no name yet: it is kept with
     an empty application_name (its group will say so), not dropped.
     """
-    master = int((datadir / "postmaster.pid").read_text().split()[0])
     t0 = time.monotonic()
-    _, reaped_ticks = parse_stat(Path(f"/proc/{master}/stat").read_text())
-    cpu = _children(master)
+    pids = postgres_pids(datadir)
+    if not pids:
+        raise RuntimeError(f"no postmaster serves {datadir}")
+    _, reaped_ticks = parse_stat(Path(f"/proc/{pids[0]}/stat").read_text())
+    cpu = _on_cpu(pids[1:])
     t1 = time.monotonic()
     names = {row[0]: row[1:] for row in conn.execute(ACTIVITY_SQL).fetchall()}
     backends = {}
