@@ -347,6 +347,12 @@ def run_rate(pg: Cluster, rate: float, duration: float, seed: int,
             "pg_cpu": {k: v for k, v in cpu.items() if k != "designs"}}
 
 
+def _concerned(times: list[list[float]], owners: list[int] | None, n: int) -> list[list[float]]:
+    """The tabs change `n` concerns: every tab, or with `owners` those showing its owner's
+    tasks (tab i shows owner i % 100's)."""
+    return times if owners is None else times[owners[n] % 100::100]
+
+
 def _before(sent: list[float], returned: list[float], times: list[list[float]],
             owners: list[int] | None = None) -> int:
     """How many (change, tab) reactions came before the writer had read its COMMIT's answer.
@@ -356,8 +362,7 @@ def _before(sent: list[float], returned: list[float], times: list[list[float]],
     """
     early = 0
     for n, (t_s, t_r) in enumerate(zip(sent, returned, strict=True)):
-        concerned = times if owners is None else times[owners[n] % 100::100]
-        for tab in concerned:
+        for tab in _concerned(times, owners, n):
             i = bisect.bisect_left(tab, t_s)
             early += i < len(tab) and tab[i] < t_r
     return early
@@ -446,8 +451,7 @@ def _staleness(commits: list[float], times: list[list[float]], name: str,
     stale: list[float] = []
     missed = 0
     for n, t_c in enumerate(commits):
-        concerned = times if owners is None else times[owners[n] % 100::100]
-        for tab in concerned:
+        for tab in _concerned(times, owners, n):
             i = bisect.bisect_left(tab, t_c)
             if i < len(tab):
                 stale.append(tab[i] - t_c)
